@@ -1,0 +1,201 @@
+"""``peercam``: the command line (run, check, demo)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from . import PROTOCOL_VERSION, __version__
+from .config import Config, ConfigError, load_config
+
+log = logging.getLogger("peercam")
+
+DEFAULT_CONFIG = "/etc/peercam/peercam.toml"
+
+EPILOG = f"""\
+commands:
+  peercam demo                          everything on this laptop: broker, test camera, web page
+  peercam run --config /etc/peercam/peercam.toml
+  peercam check --config /etc/peercam/peercam.toml
+
+The config file is TOML; see peercam.example.toml and docs/configuration.md.
+Signaling follows PROTOCOL.md (version {PROTOCOL_VERSION}) over MQTT.
+"""
+
+
+def setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 0 else logging.INFO
+    if os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID"):
+        fmt = "%(levelname)s %(name)s: %(message)s"  # journald adds the time
+    else:
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+    # aiortc/aioice are chatty at INFO; their warnings still show.
+    for name in ("aioice", "aiortc", "peercam.mqtt.paho", "amqtt", "transitions"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
+
+
+def _run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, int | None]]) -> int:
+    """Run ``main(stop)`` where SIGTERM/SIGINT set ``stop`` (a clean shutdown, not a traceback)."""
+
+    async def runner() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int) -> None:
+            if stop.is_set():
+                log.warning("second %s: exiting now", signal.Signals(signum).name)
+                os._exit(1)
+            log.info("%s received", signal.Signals(signum).name)
+            stop.set()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal, signum)
+        return (await main(stop)) or 0
+
+    return asyncio.run(runner())
+
+
+def _load(path: str) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"peercam: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .daemon import Daemon
+    from .sources.factory import SourceUnavailable
+
+    config = _load(args.config)
+    log.info("peercam %s starting: device %r from %s", __version__, config.device.id, args.config)
+
+    async def main(stop: asyncio.Event) -> int:
+        try:
+            await Daemon(config).run(stop)
+        except (ConfigError, SourceUnavailable) as exc:
+            log.error("%s", exc)
+            return 2
+        return 0
+
+    return _run_until_signal(main)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .check import run_checks
+
+    config = _load(args.config)
+    print(f"config {args.config}: OK (device {config.device.id!r}, broker {config.mqtt.url})")
+    return asyncio.run(run_checks(config))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        from .demo import run_demo
+    except ImportError as exc:
+        print(
+            f"peercam demo needs the demo extra: pip install 'peercam[demo]' ({exc})",
+            file=sys.stderr,
+        )
+        return 2
+
+    async def main(stop: asyncio.Event) -> int:
+        await run_demo(
+            host=args.host,
+            http_port=args.port,
+            width=args.width,
+            height=args.height,
+            fps=args.fps,
+            stop=stop,
+        )
+        return 0
+
+    return _run_until_signal(main)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="peercam",
+        description="Raspberry Pi camera/intercom daemon: hardware H.264 to every viewer "
+        "over WebRTC, signaled over MQTT.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"peercam {__version__} (protocol v{PROTOCOL_VERSION})",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log detail (-vv: aiortc too)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="run the daemon in the foreground",
+        description="Run the device daemon in the foreground until SIGTERM/SIGINT: connects "
+        "to the broker, publishes a retained status, answers viewers' offers. Logs go to "
+        "stderr (journald under systemd). Exit code 2 means the config is wrong.",
+    )
+    run.add_argument(
+        "--config",
+        "-c",
+        default=DEFAULT_CONFIG,
+        help=f"TOML config file (default {DEFAULT_CONFIG})",
+    )
+    run.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser(
+        "check",
+        help="validate the config and reach the broker",
+        description="Validate the config file, read its secrets, build the camera source and "
+        "connect to the broker once. Exit code 0 when everything passed, 1 when a check "
+        "failed, 2 when the config itself is wrong.",
+    )
+    check.add_argument(
+        "--config",
+        "-c",
+        default=DEFAULT_CONFIG,
+        help=f"TOML config file (default {DEFAULT_CONFIG})",
+    )
+    check.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
+    check.set_defaults(func=cmd_check)
+
+    demo = sub.add_parser(
+        "demo",
+        help="broker + test camera + web page on this machine",
+        description="Run everything on this machine with nothing but Python: an embedded MQTT "
+        "broker (TCP and WebSockets on localhost), the daemon with a test-pattern camera, and "
+        "a web page that shows the live video. Open the printed URL.",
+    )
+    demo.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=8080, help="web page port (default 8080)")
+    demo.add_argument("--width", type=int, default=1280)
+    demo.add_argument("--height", type=int, default=720)
+    demo.add_argument("--fps", type=int, default=30)
+    demo.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    setup_logging(args.verbose)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""The daemon's configuration: one TOML file, validated once at load.
+
+Every component receives only its own section.  Errors name the file, the
+key, what is wrong and what is allowed, because the person reading them is
+on a headless Pi looking at ``journalctl``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+_ID_RE = re.compile(ID_PATTERN)
+
+MQTT_SCHEMES = {"mqtt": 1883, "mqtts": 8883, "ws": 80, "wss": 443}
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says why and where."""
+
+
+class _Section(BaseModel):
+    # Unknown keys are almost always typos ("bitrat = ..."): refuse them.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeviceConfig(_Section):
+    id: Annotated[str, Field(pattern=ID_PATTERN)] = "peercam"
+    name: Annotated[str, Field(min_length=1, max_length=128)] = "peercam"
+
+
+class MqttConfig(_Section):
+    url: str = "mqtt://127.0.0.1:1883"
+    username: str = ""
+    password_file: str = ""
+    topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_/-]{1,64}$")] = "peercam"
+    keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
+    #: Path to a CA bundle for mqtts/wss brokers with a private CA ("" = system store).
+    ca_file: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in MQTT_SCHEMES:
+            raise ValueError(
+                f"scheme {parts.scheme!r} is not supported; use one of "
+                + ", ".join(f"{s}://" for s in MQTT_SCHEMES)
+            )
+        if not parts.hostname:
+            raise ValueError("no host name in the URL (expected e.g. mqtt://broker.local:1883)")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as exc:
+            raise ValueError(f"bad port in the URL: {exc}") from None
+        return url
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _check_prefix(cls, prefix: str) -> str:
+        if prefix.startswith("/") or prefix.endswith("/") or "//" in prefix:
+            raise ValueError("must not start or end with '/' nor contain '//'")
+        return prefix
+
+    @property
+    def scheme(self) -> str:
+        return urlsplit(self.url).scheme
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or MQTT_SCHEMES[parts.scheme]
+
+    @property
+    def ws_path(self) -> str:
+        return urlsplit(self.url).path or "/mqtt"
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme in ("mqtts", "wss")
+
+    @property
+    def websockets(self) -> bool:
+        return self.scheme in ("ws", "wss")
+
+
+class CameraConfig(_Section):
+    source: Literal["test-pattern", "picamera2"] = "test-pattern"
+    width: Annotated[int, Field(ge=160, le=3840, multiple_of=2)] = 1280
+    height: Annotated[int, Field(ge=120, le=2160, multiple_of=2)] = 720
+    fps: Annotated[int, Field(ge=1, le=120)] = 30
+    bitrate: Annotated[int, Field(ge=100_000, le=25_000_000)] = 2_000_000
+    keyframe_interval: Annotated[int, Field(ge=1, le=600)] = 60
+    #: Seconds the camera keeps running after the last viewer left.
+    idle_stop: Annotated[float, Field(ge=0, le=3600)] = 5.0
+
+
+class AudioConfig(_Section):
+    source: str = "none"
+
+    @field_validator("source")
+    @classmethod
+    def _check_source(cls, source: str) -> str:
+        if source in ("none", "test-tone") or (source.startswith("alsa:") and len(source) > 5):
+            return source
+        raise ValueError("allowed: 'none', 'test-tone' or 'alsa:<device>' (e.g. 'alsa:plughw:1,0')")
+
+
+ICE_URL_RE = re.compile(r"^(stun|stuns|turn|turns):[^\s]+$")
+
+
+class WebRtcConfig(_Section):
+    max_viewers: Annotated[int, Field(ge=1, le=64)] = 4
+    #: Sessions one viewer id may hold at once; the oldest is replaced beyond it.
+    max_sessions_per_viewer: Annotated[int, Field(ge=1, le=16)] = 4
+    ice_servers: list[str] = []
+    turn_secret_file: str = ""
+    #: Lifetime of minted TURN credentials, seconds.
+    ice_ttl: Annotated[int, Field(ge=60, le=7 * 86400)] = 86400
+    #: Networks (CIDR) whose addresses ICE may offer as host candidates.
+    #: Empty: every non-loopback address of the machine (aiortc's default).
+    host_networks: list[str] = []
+    #: Seconds a session may take from answer to connected before it is failed.
+    connect_timeout: Annotated[float, Field(gt=0, le=300)] = 30.0
+
+    @field_validator("ice_servers")
+    @classmethod
+    def _check_ice(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not ICE_URL_RE.match(url):
+                raise ValueError(
+                    f"{url!r} is not a STUN/TURN URL; expected e.g. 'stun:host:3478', "
+                    "'turn:host:3478?transport=udp' or 'turns:host:5349'"
+                )
+        return urls
+
+    @field_validator("host_networks")
+    @classmethod
+    def _check_networks(cls, nets: list[str]) -> list[str]:
+        for net in nets:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{net!r} is not a network; expected CIDR such as '192.168.1.0/24'"
+                ) from None
+        return nets
+
+
+class Config(_Section):
+    device: DeviceConfig = DeviceConfig()
+    mqtt: MqttConfig = MqttConfig()
+    camera: CameraConfig = CameraConfig()
+    audio: AudioConfig = AudioConfig()
+    webrtc: WebRtcConfig = WebRtcConfig()
+    #: The file this came from (for messages); not a TOML key.
+    source_path: Annotated[str, Field(exclude=True)] = ""
+
+    @model_validator(mode="after")
+    def _username_defaults_to_id(self) -> Config:
+        if not self.mqtt.username:
+            object.__setattr__(
+                self, "mqtt", self.mqtt.model_copy(update={"username": self.device.id})
+            )
+        return self
+
+    def read_mqtt_password(self) -> str | None:
+        return _read_secret(self.mqtt.password_file, "mqtt.password_file", self.source_path)
+
+    def read_turn_secret(self) -> str | None:
+        return _read_secret(
+            self.webrtc.turn_secret_file, "webrtc.turn_secret_file", self.source_path
+        )
+
+
+def _read_secret(path: str, key: str, config_path: str) -> str | None:
+    if not path:
+        return None
+    where = f"{config_path}: " if config_path else ""
+    try:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{where}[{key}] cannot read {path!r}: {exc.strerror}") from None
+    if not value:
+        raise ConfigError(f"{where}[{key}] the file {path!r} is empty")
+    return value
+
+
+def _format_errors(path: str, exc: ValidationError) -> str:
+    lines = [f"{path}: invalid configuration ({exc.error_count()} problem(s)):"]
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        if len(loc) >= 2:
+            where = f"[{loc[0]}] {'.'.join(loc[1:])}"
+        elif loc:
+            where = f"[{loc[0]}]" if err["type"] != "extra_forbidden" else loc[0]
+        else:
+            where = "(top level)"
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; peercam.example.toml lists every key)"
+        elif err["type"] == "string_pattern_mismatch" and loc[-1:] == ["id"]:
+            msg = (
+                "must be 1-64 lower-case letters, digits, '-' or '_', "
+                "starting with a letter or digit"
+            )
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+        given = err.get("input")
+        shown = "" if isinstance(given, dict) or err["type"] == "missing" else f" (got {given!r})"
+        lines.append(f"  {where}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def config_from_dict(data: dict[str, Any], *, source_path: str = "<config>") -> Config:
+    try:
+        return Config.model_validate({**data, "source_path": source_path})
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(source_path, exc)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config file, or raise ConfigError saying precisely why not."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file (create one from peercam.example.toml)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    if "source_path" in data:
+        raise ConfigError(f"{path}: source_path: unknown key")
+    return config_from_dict(data, source_path=str(path))

@@ -1,0 +1,313 @@
+"""Fan-out of one encoded stream to many consumers.
+
+The camera encodes once; the hub hands the same access units to every
+session.  Each consumer has its own small bounded queue: a consumer that
+falls behind loses the frames it could not take and waits for the next IDR
+(it never makes memory grow, and never makes the others wait).  A new
+consumer starts on an IDR, requested from the source when it joins.
+
+The hub also owns the source's life: started when the first consumer
+arrives, stopped ``idle_stop`` seconds after the last leaves, restarted with
+backoff when it fails to start or stops delivering frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from enum import StrEnum
+
+from .media import EncodedFrame, EncodedSource
+
+log = logging.getLogger("peercam.hub")
+
+
+class SubscriptionClosed(Exception):
+    """The hub or the consumer closed this subscription."""
+
+
+class SourceState(StrEnum):
+    IDLE = "idle"
+    STARTING = "starting"
+    STREAMING = "streaming"
+    FAULT = "fault"
+
+
+class Subscription:
+    """One consumer's bounded view of the stream."""
+
+    def __init__(self, hub: MediaHub, maxlen: int, name: str) -> None:
+        self._hub = hub
+        self._queue: deque[EncodedFrame] = deque()
+        self._maxlen = maxlen
+        self._wakeup: asyncio.Future[None] | None = None
+        self.name = name
+        self.closed = False
+        self.waiting_for_keyframe = True
+        self.delivered = 0
+        self.dropped = 0
+
+    def _offer(self, frame: EncodedFrame) -> None:
+        if self.waiting_for_keyframe:
+            if not frame.keyframe:
+                return
+            self.waiting_for_keyframe = False
+        if len(self._queue) >= self._maxlen:
+            # Too slow: drop what is queued and resume at the next IDR, so
+            # the viewer skips ahead instead of building up delay.
+            self.dropped += len(self._queue)
+            self._queue.clear()
+            self.waiting_for_keyframe = True
+            log.info(
+                "%s fell behind (%d frames queued): skipping to the next keyframe",
+                self.name,
+                self._maxlen,
+            )
+            self._hub.request_keyframe(f"{self.name} fell behind")
+            if not frame.keyframe:
+                return
+            self.waiting_for_keyframe = False
+        self._queue.append(frame)
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    async def get(self) -> EncodedFrame:
+        """The next frame; raises SubscriptionClosed once closed."""
+        while not self._queue:
+            if self.closed:
+                raise SubscriptionClosed(self.name)
+            self._wakeup = asyncio.get_running_loop().create_future()
+            try:
+                await self._wakeup
+            finally:
+                self._wakeup = None
+        self.delivered += 1
+        return self._queue.popleft()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._queue.clear()
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+        self._hub._unsubscribe(self)
+
+
+class MediaHub:
+    """Owns one source and fans its frames out to subscriptions."""
+
+    def __init__(
+        self,
+        source: EncodedSource,
+        *,
+        kind: str,
+        queue_frames: int,
+        idle_stop: float = 5.0,
+        stall_timeout: float = 5.0,
+        max_backoff: float = 30.0,
+        on_state_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.kind = kind
+        self.queue_frames = queue_frames
+        self.idle_stop = idle_stop
+        self.stall_timeout = stall_timeout
+        self.max_backoff = max_backoff
+        self._on_state_change = on_state_change
+        self._subs: set[Subscription] = set()
+        self._holds = 0
+        self._wake = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._last_frame = 0.0
+        self._keyframe_requested_at: float | None = None
+        self._closing = False
+        self._serial = 0
+        self.state = SourceState.IDLE
+        self.fault: str | None = None
+        self.frames_in = 0
+        self.bytes_in = 0
+        self.keyframes_in = 0
+        self.starts = 0
+
+    # --- consumers ------------------------------------------------------------
+
+    def subscribe(self, name: str = "") -> Subscription:
+        if self._closing:
+            raise SubscriptionClosed("hub is closing")
+        self._serial += 1
+        sub = Subscription(self, self.queue_frames, name or f"{self.kind}#{self._serial}")
+        self._subs.add(sub)
+        self._demand_changed()
+        if self.state is SourceState.STREAMING:
+            self.request_keyframe(f"{sub.name} joined")
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        self._subs.discard(sub)
+        self._demand_changed()
+
+    def hold(self) -> None:
+        """Keep the source running without a consumer (e.g. while a call rings)."""
+        self._holds += 1
+        self._demand_changed()
+
+    def release(self) -> None:
+        self._holds = max(0, self._holds - 1)
+        self._demand_changed()
+
+    @property
+    def consumers(self) -> int:
+        return len(self._subs)
+
+    @property
+    def wanted(self) -> bool:
+        return bool(self._subs or self._holds) and not self._closing
+
+    def request_keyframe(self, why: str = "") -> None:
+        """Ask the source for an IDR, coalescing requests already in flight."""
+        now = time.monotonic()
+        if self.state is not SourceState.STREAMING:
+            return  # a fresh start begins with an IDR anyway
+        pending = self._keyframe_requested_at
+        if pending is not None and now - pending < 1.0:
+            return
+        self._keyframe_requested_at = now
+        log.debug("%s: keyframe requested (%s)", self.kind, why or "no reason given")
+        try:
+            self.source.request_keyframe()
+        except Exception:
+            log.exception("%s source failed to take a keyframe request", self.kind)
+
+    # --- source side ------------------------------------------------------------
+
+    def _on_frame(self, frame: EncodedFrame) -> None:
+        self._last_frame = time.monotonic()
+        self.frames_in += 1
+        self.bytes_in += len(frame.data)
+        if frame.keyframe:
+            self.keyframes_in += 1
+            self._keyframe_requested_at = None
+        if self.state is not SourceState.STREAMING:
+            self._set_state(SourceState.STREAMING, None)
+        for sub in tuple(self._subs):
+            sub._offer(frame)
+
+    def _on_fault(self, message: str | None) -> None:
+        if message is None:
+            if self.state is SourceState.FAULT:
+                self._set_state(SourceState.STREAMING, None)
+            return
+        log.warning("%s source fault: %s", self.kind, message)
+        self._set_state(SourceState.FAULT, message)
+
+    def _set_state(self, state: SourceState, fault: str | None) -> None:
+        changed = (state, fault) != (self.state, self.fault)
+        self.state, self.fault = state, fault
+        if changed and self._on_state_change is not None:
+            self._on_state_change()
+
+    def _demand_changed(self) -> None:
+        self._wake.set()
+        if self.wanted and (self._supervisor is None or self._supervisor.done()):
+            self._supervisor = asyncio.get_running_loop().create_task(
+                self._supervise(), name=f"peercam-hub-{self.kind}"
+            )
+
+    async def _wait_wake(self, timeout: float) -> bool:
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _supervise(self) -> None:
+        """Start the source while it is wanted; restart it when it fails or stalls."""
+        backoff = 1.0
+        while self.wanted:
+            self._set_state(SourceState.STARTING, self.fault)
+            try:
+                await self.source.start(self._on_frame, self._on_fault)
+            except Exception as exc:  # a source's failure to start is data, not a crash
+                message = str(exc) or type(exc).__name__
+                self._set_state(SourceState.FAULT, message)
+                log.error(
+                    "%s source cannot start: %s (retrying in %.0f s)", self.kind, message, backoff
+                )
+                with contextlib.suppress(Exception):
+                    await self.source.stop()
+                deadline = time.monotonic() + backoff
+                while self.wanted and time.monotonic() < deadline:
+                    await self._wait_wake(deadline - time.monotonic())
+                backoff = min(backoff * 2, self.max_backoff)
+                continue
+            self.starts += 1
+            self._last_frame = time.monotonic()
+            log.info("%s source started", self.kind)
+            stalled = await self._watch()
+            await self._stop_source()
+            if stalled:
+                await asyncio.sleep(min(backoff, 1.0))
+                backoff = min(backoff * 2, self.max_backoff)
+            else:
+                backoff = 1.0
+        self._set_state(SourceState.IDLE, None)
+
+    async def _watch(self) -> bool:
+        """Run until the source is no longer wanted (False) or stalls (True)."""
+        idle_since: float | None = None
+        while True:
+            now = time.monotonic()
+            if not self.wanted:
+                if self._closing:
+                    return False
+                idle_since = idle_since or now
+                if now - idle_since >= self.idle_stop:
+                    log.info(
+                        "%s: no consumer for %.0f s, stopping the source", self.kind, self.idle_stop
+                    )
+                    return False
+            else:
+                idle_since = None
+            silent = now - self._last_frame
+            if silent > self.stall_timeout:
+                message = f"no {self.kind} frame for {silent:.0f} s: restarting capture"
+                log.error("%s", message)
+                self._set_state(SourceState.FAULT, message)
+                return True
+            wait = self.stall_timeout / 4
+            if idle_since is not None:
+                wait = min(wait, max(0.0, self.idle_stop - (now - idle_since)))
+            await self._wait_wake(max(wait, 0.01))
+
+    async def _stop_source(self) -> None:
+        try:
+            await self.source.stop()
+        except Exception:
+            log.exception("%s source did not stop cleanly", self.kind)
+        log.info("%s source stopped", self.kind)
+
+    async def close(self) -> None:
+        """Stop the source and end every subscription."""
+        self._closing = True
+        for sub in tuple(self._subs):
+            sub.close()
+        self._wake.set()
+        task = self._supervisor
+        if task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), 10)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                await self._stop_source()

@@ -1,0 +1,267 @@
+"""One viewer session: one aiortc peer connection sending the hub's streams.
+
+A session negotiates H.264 constrained baseline (and Opus when there is a
+microphone), wires hub subscriptions into passthrough tracks, turns the
+viewer's PLI/FIR into keyframe requests, and reports how it ended.  It knows
+nothing about MQTT: the signaling layer drives it and relays its end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from enum import StrEnum
+
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+from aiortc.sdp import candidate_from_sdp
+
+from .hub import MediaHub
+from .protocol import ByeReason, ErrorCode, IceCandidate, ProtocolError
+from .tracks import PassthroughTrack
+
+log = logging.getLogger("peercam.session")
+
+H264_PROFILE = "42e01f"  # constrained baseline, level 3.1: decodes everywhere, Safari included
+KEYFRAME_REQUEST_GAP = 0.5  # seconds between honoured PLI/FIR from one viewer
+
+
+class SessionState(StrEnum):
+    NEW = "new"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    CLOSED = "closed"
+
+
+def h264_preferences() -> list:
+    """aiortc's H.264 constrained-baseline codec (plus RTX) and nothing else."""
+    caps = RTCRtpSender.getCapabilities("video").codecs
+    h264 = [
+        c
+        for c in caps
+        if c.mimeType.lower() == "video/h264"
+        and c.parameters.get("profile-level-id") == H264_PROFILE
+        and str(c.parameters.get("packetization-mode")) == "1"
+    ]
+    rtx = [c for c in caps if c.mimeType.lower() == "video/rtx"]
+    return h264 + rtx
+
+
+def opus_preferences() -> list:
+    return [
+        c
+        for c in RTCRtpSender.getCapabilities("audio").codecs
+        if c.mimeType.lower() == "audio/opus"
+    ]
+
+
+class Session:
+    """A viewer's peer connection, from offer to close."""
+
+    def __init__(
+        self,
+        viewer: str,
+        session_id: str,
+        *,
+        video: MediaHub,
+        audio: MediaHub | None,
+        ice_servers: list[RTCIceServer],
+        connect_timeout: float,
+        on_end: Callable[[Session, ByeReason | None], None],
+    ) -> None:
+        self.viewer = viewer
+        self.id = session_id
+        self.label = f"{viewer}/{session_id[:12]}"
+        self._video_hub = video
+        self._audio_hub = audio
+        self._connect_timeout = connect_timeout
+        self._on_end = on_end
+        self._pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers)))
+        self._tracks: list[PassthroughTrack] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._closing: asyncio.Task[None] | None = None
+        self._last_keyframe_request = 0.0
+        self.state = SessionState.NEW
+        self.created = time.monotonic()
+        self.connected_at: float | None = None
+        self.keyframe_requests = 0
+        self._pc.on("connectionstatechange", self._on_connection_state)
+
+    @property
+    def closed(self) -> bool:
+        return self.state is SessionState.CLOSED
+
+    # --- negotiation -------------------------------------------------------------
+
+    async def answer(self, offer_sdp: str) -> str:
+        """Apply the viewer's offer; return the complete answer SDP (all candidates in).
+
+        Raises ProtocolError (``unsupported`` for an offer that cannot take
+        H.264, ``bad-request`` for an unreadable one).
+        """
+        pc = self._pc
+        video_track = PassthroughTrack("video", self._video_hub.subscribe(f"video→{self.label}"))
+        self._tracks.append(video_track)
+        video = pc.addTransceiver(video_track, direction="sendonly")
+        video.setCodecPreferences(h264_preferences())
+        audio: RTCRtpTransceiver | None = None
+        if self._audio_hub is not None:
+            audio_track = PassthroughTrack(
+                "audio", self._audio_hub.subscribe(f"audio→{self.label}")
+            )
+            self._tracks.append(audio_track)
+            audio = pc.addTransceiver(audio_track, direction="sendonly")
+            audio.setCodecPreferences(opus_preferences())
+        else:
+            audio = pc.addTransceiver("audio", direction="inactive")
+        self._hook_keyframe_requests(video.sender)
+
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except Exception as exc:
+            text = str(exc)
+            if "Failed to set remote video description" in text or "codec" in text.lower():
+                raise ProtocolError(
+                    ErrorCode.UNSUPPORTED,
+                    "the offer's video cannot take H.264 constrained baseline "
+                    f"(profile-level-id {H264_PROFILE}, packetization-mode 1)",
+                    self.id,
+                ) from None
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                f"unreadable offer SDP: {text or type(exc).__name__}",
+                self.id,
+            ) from None
+        if video.mid is None:
+            raise ProtocolError(
+                ErrorCode.UNSUPPORTED, "the offer has no video m-line to receive H.264", self.id
+            )
+        # Never receive what nobody plays: extra m-lines the viewer offered
+        # (a second video, audio without a speaker) are made inactive, so
+        # aiortc runs no decoder and queues nothing for them.
+        for transceiver in pc.getTransceivers():
+            if transceiver is not video and transceiver is not audio:
+                transceiver.direction = "inactive"
+
+        answer = await pc.createAnswer()
+        await pc.setLocalDescription(answer)
+        self.state = SessionState.CONNECTING
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._connect_timeout, self._connect_timed_out)
+        return pc.localDescription.sdp
+
+    async def add_candidate(self, candidate: IceCandidate | None) -> None:
+        if self.closed:
+            return
+        if candidate is None:
+            await self._pc.addIceCandidate(None)
+            return
+        line = candidate.candidate.strip()
+        if not line:  # browsers send "" to mean end-of-candidates for a section
+            return
+        try:
+            ice = candidate_from_sdp(line.removeprefix("a=").removeprefix("candidate:"))
+        except (AssertionError, ValueError, IndexError) as exc:
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                f"unreadable ICE candidate: {exc or 'too few fields'}",
+                self.id,
+            ) from None
+        ice.sdpMid = candidate.sdp_mid
+        ice.sdpMLineIndex = candidate.sdp_mline_index
+        try:
+            await self._pc.addIceCandidate(ice)
+        except Exception as exc:
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST, f"ICE candidate refused: {exc}", self.id
+            ) from None
+
+    # --- keyframes ----------------------------------------------------------------
+
+    def _hook_keyframe_requests(self, sender: RTCRtpSender) -> None:
+        """aiortc turns PLI/FIR into a flag for its own encoder; we have none, so ask the hub."""
+
+        def on_keyframe_request() -> None:
+            now = time.monotonic()
+            if now - self._last_keyframe_request < KEYFRAME_REQUEST_GAP:
+                return
+            self._last_keyframe_request = now
+            self.keyframe_requests += 1
+            self._video_hub.request_keyframe(f"PLI/FIR from {self.label}")
+
+        sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
+
+    # --- life ---------------------------------------------------------------------
+
+    def _on_connection_state(self) -> None:
+        state = self._pc.connectionState
+        log.debug("%s: connection %s", self.label, state)
+        if state == "connected" and self.state is SessionState.CONNECTING:
+            self.state = SessionState.CONNECTED
+            self.connected_at = time.monotonic()
+            if self._timer is not None:
+                self._timer.cancel()
+            log.info(
+                "%s: connected in %.0f ms (%s)",
+                self.label,
+                (self.connected_at - self.created) * 1000,
+                self.path_description(),
+            )
+        elif state == "failed" and not self.closed:
+            log.warning("%s: ICE/DTLS failed (viewer unreachable or gone)", self.label)
+            self._end(ByeReason.FAILED)
+        elif state == "closed" and not self.closed:
+            self._end(ByeReason.HANGUP)
+
+    def _connect_timed_out(self) -> None:
+        if self.state is not SessionState.CONNECTED and not self.closed:
+            log.warning(
+                "%s: not connected after %.0f s; closing", self.label, self._connect_timeout
+            )
+            self._end(ByeReason.FAILED)
+
+    def _end(self, reason: ByeReason) -> None:
+        """The session ended by itself: close it and tell the owner (who says bye)."""
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self.close())
+            self._on_end(self, reason)
+
+    def path_description(self) -> str:
+        """'host 127.0.0.1 ⇄ host 127.0.0.1' for the selected ICE pair, when known."""
+        try:
+            transceiver = self._pc.getTransceivers()[0]
+            ice = transceiver.sender.transport.transport  # RTCIceTransport
+            pair = ice._connection._nominated.get(1)  # aioice CandidatePair
+            if pair is None:
+                return "path unknown"
+            local, remote = pair.local_candidate, pair.remote_candidate
+            return f"{local.type} {local.host} ⇄ {remote.type} {remote.host}"
+        except Exception:
+            return "path unknown"
+
+    async def close(self) -> None:
+        """Close the peer connection and release hub subscriptions. Idempotent."""
+        if self.state is SessionState.CLOSED:
+            if self._closing is not None and self._closing is not asyncio.current_task():
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._closing)
+            return
+        self.state = SessionState.CLOSED
+        if self._timer is not None:
+            self._timer.cancel()
+        for track in self._tracks:
+            track.stop()
+        try:
+            await asyncio.wait_for(self._pc.close(), 10)
+        except Exception:
+            log.exception("%s: peer connection did not close cleanly", self.label)
+        log.debug("%s: closed", self.label)

@@ -1,0 +1,390 @@
+"""PROTOCOL.md over MQTT: viewers' messages in, sessions and answers out.
+
+All validation of untrusted input happens at this edge (``protocol``), so
+sessions only ever see typed, well-formed requests.  Each viewer gets its
+own small inbox processed in order (an offer before its candidates), while
+different viewers are served concurrently: one viewer's slow or bad
+handshake never delays or disturbs another's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from .config import WebRtcConfig
+from .hub import MediaHub
+from .ice import IceServers
+from .media import VideoInfo
+from .protocol import (
+    ALL_SESSIONS,
+    Bye,
+    ByeReason,
+    Candidate,
+    Decline,
+    ErrorCode,
+    Hello,
+    Offer,
+    ProtocolError,
+    Topics,
+    ViewerMessage,
+    bye_message,
+    encode,
+    error_message,
+    parse_viewer_message,
+)
+from .session import Session
+
+log = logging.getLogger("peercam.signaling")
+
+Publish = Callable[[str, bytes, bool], Awaitable[bool]]
+
+INBOX_SIZE = 64  # messages waiting per viewer before it is rate-limited
+RATE_BURST = 60.0  # token bucket: burst of messages per viewer ...
+RATE_PER_SECOND = 20.0  # ... refilled at this rate
+INBOX_IDLE_EXIT = 60.0  # seconds an idle viewer's inbox task lingers
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceDescription:
+    """What ``welcome`` and ``status`` say about this device."""
+
+    name: str
+    video: VideoInfo
+    audio_codec: str | None
+    talkback: bool
+    version: str
+
+
+class _ViewerInbox:
+    """One viewer's ordered message queue, its rate limit and its worker task."""
+
+    def __init__(self, viewer: str) -> None:
+        self.viewer = viewer
+        self.queue: asyncio.Queue[ViewerMessage] = asyncio.Queue(INBOX_SIZE)
+        self.tokens = RATE_BURST
+        self.refilled = time.monotonic()
+        self.last_rate_error = 0.0
+        self.task: asyncio.Task[None] | None = None
+
+    def take_token(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(RATE_BURST, self.tokens + (now - self.refilled) * RATE_PER_SECOND)
+        self.refilled = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class Signaling:
+    """Turns protocol messages into session actions and session events into messages."""
+
+    def __init__(
+        self,
+        *,
+        topics: Topics,
+        webrtc: WebRtcConfig,
+        description: DeviceDescription,
+        video: MediaHub,
+        audio: MediaHub | None,
+        ice: IceServers,
+        publish: Publish,
+        status_extra: Callable[[], dict[str, object]] | None = None,
+    ) -> None:
+        self.topics = topics
+        self.webrtc = webrtc
+        self.description = description
+        self.video = video
+        self.audio = audio
+        self.ice = ice
+        self._publish = publish
+        self._status_extra = status_extra
+        self.sessions: dict[tuple[str, str], Session] = {}
+        self._inboxes: dict[str, _ViewerInbox] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._status_changed = asyncio.Event()
+        self._status_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.call: str | None = None
+
+    # --- entry from MQTT ---------------------------------------------------------
+
+    def on_message(self, topic: str, payload: bytes) -> None:
+        """Called by the MQTT link for every message on ``{prefix}/{device}/in/+``."""
+        viewer = self.topics.viewer_from_inbox(topic)
+        if viewer is None:
+            log.warning("ignored a message on %r: not a valid viewer inbox topic", topic[:200])
+            return
+        if self._closing:
+            return
+        inbox = self._inboxes.get(viewer)
+        if inbox is None:
+            inbox = self._inboxes[viewer] = _ViewerInbox(viewer)
+        if not inbox.take_token():
+            self._rate_limited(inbox, f"more than {RATE_PER_SECOND:.0f} messages per second")
+            return
+        try:
+            message = parse_viewer_message(payload)
+        except ProtocolError as exc:
+            log.info("%s: refused a message: %s (%s)", viewer, exc.message, exc.code)
+            self._spawn(self._send_error(viewer, exc))
+            return
+        try:
+            inbox.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self._rate_limited(inbox, f"{INBOX_SIZE} messages already waiting")
+            return
+        if inbox.task is None or inbox.task.done():
+            inbox.task = asyncio.get_running_loop().create_task(
+                self._serve_inbox(inbox), name=f"peercam-inbox-{viewer}"
+            )
+
+    def _rate_limited(self, inbox: _ViewerInbox, why: str) -> None:
+        now = time.monotonic()
+        if now - inbox.last_rate_error < 1.0:
+            return  # one error a second is enough; a flood gets no echo
+        inbox.last_rate_error = now
+        log.warning("%s: rate-limited (%s)", inbox.viewer, why)
+        error = ProtocolError(ErrorCode.RATE_LIMITED, f"slow down: {why}")
+        self._spawn(self._send_error(inbox.viewer, error))
+
+    async def _serve_inbox(self, inbox: _ViewerInbox) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(INBOX_IDLE_EXIT):
+                    message = await inbox.queue.get()
+            except TimeoutError:
+                if not any(v == inbox.viewer for v, _ in self.sessions):
+                    self._inboxes.pop(inbox.viewer, None)
+                    return
+                continue
+            try:
+                await self._dispatch(inbox.viewer, message)
+            except ProtocolError as exc:
+                log.info("%s: %s (%s)", inbox.viewer, exc.message, exc.code)
+                await self._send_error(inbox.viewer, exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                session = getattr(message, "session", None)
+                log.exception(
+                    "%s: internal error handling %s", inbox.viewer, type(message).__name__
+                )
+                await self._send_error(
+                    inbox.viewer,
+                    ProtocolError(
+                        ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}", session
+                    ),
+                )
+
+    async def _dispatch(self, viewer: str, message: ViewerMessage) -> None:
+        match message:
+            case Hello(session=session):
+                await self._hello(viewer, session)
+            case Offer():
+                await self._offer(viewer, message)
+            case Candidate(session=session, candidate=candidate):
+                target = self.sessions.get((viewer, session))
+                if target is None:
+                    raise ProtocolError(
+                        ErrorCode.UNKNOWN_SESSION,
+                        f"no session {session!r} for this viewer",
+                        session,
+                    )
+                await target.add_candidate(candidate)
+            case Bye(session=session):
+                await self._bye_from_viewer(viewer, session)
+            case Decline(call=call):
+                log.info("%s declined call %s (no call is ringing)", viewer, call)
+
+    # --- handlers -----------------------------------------------------------------
+
+    def _check_capacity(self, viewer: str, session: str, replacing: int = 0) -> None:
+        if len(self.sessions) - replacing >= self.webrtc.max_viewers:
+            raise ProtocolError(
+                ErrorCode.BUSY,
+                f"this device already serves {len(self.sessions)} of "
+                f"{self.webrtc.max_viewers} viewers; try again later",
+                session,
+            )
+
+    async def _hello(self, viewer: str, session: str) -> None:
+        if (viewer, session) not in self.sessions:
+            self._check_capacity(viewer, session, replacing=self._replaceable(viewer))
+        d = self.description
+        await self._send(
+            viewer,
+            {
+                "type": "welcome",
+                "session": session,
+                "ice_servers": self.ice.for_viewer(viewer),
+                "ice_ttl": self.ice.ttl,
+                "video": d.video.as_message(),
+                "audio": {"codec": d.audio_codec} if d.audio_codec else None,
+                "talkback": d.talkback,
+            },
+        )
+
+    def _viewer_sessions(self, viewer: str) -> list[Session]:
+        return sorted(
+            (s for (v, _), s in self.sessions.items() if v == viewer), key=lambda s: s.created
+        )
+
+    def _replaceable(self, viewer: str) -> int:
+        """1 when a new session of this viewer would replace its oldest one."""
+        return int(len(self._viewer_sessions(viewer)) >= self.webrtc.max_sessions_per_viewer)
+
+    async def _offer(self, viewer: str, offer: Offer) -> None:
+        key = (viewer, offer.session)
+        previous = self.sessions.pop(key, None)
+        if previous is not None:
+            # The same session id offering again: the viewer restarted it
+            # (aiortc has no ICE restart); the new answer supersedes the old.
+            log.info("%s: new offer for an existing session; replacing it", previous.label)
+            await previous.close()
+        self._check_capacity(viewer, offer.session, replacing=self._replaceable(viewer))
+        own = self._viewer_sessions(viewer)
+        if len(own) >= self.webrtc.max_sessions_per_viewer:
+            oldest = own[0]
+            log.info("%s: %s has too many sessions; replacing the oldest", oldest.label, viewer)
+            await self._end_session(oldest, ByeReason.REPLACED)
+
+        session = Session(
+            viewer,
+            offer.session,
+            video=self.video,
+            audio=self.audio,
+            ice_servers=self.ice.for_device(),
+            connect_timeout=self.webrtc.connect_timeout,
+            on_end=self._session_ended,
+        )
+        self.sessions[key] = session  # hold the slot while negotiating
+        self._status_changed.set()
+        try:
+            sdp = await session.answer(offer.sdp)
+        except BaseException:
+            if self.sessions.get(key) is session:
+                del self.sessions[key]
+                self._status_changed.set()
+            await session.close()
+            raise
+        if session.closed:
+            return
+        await self._send(viewer, {"type": "answer", "session": offer.session, "sdp": sdp})
+        log.info(
+            "%s: answered (%d of %d viewers)",
+            session.label,
+            len(self.sessions),
+            self.webrtc.max_viewers,
+        )
+
+    async def _bye_from_viewer(self, viewer: str, session: str) -> None:
+        if session == ALL_SESSIONS:
+            targets = self._viewer_sessions(viewer)
+            if targets:
+                log.info(
+                    "%s is gone (last will or bye *): closing %d session(s)", viewer, len(targets)
+                )
+        else:
+            target = self.sessions.get((viewer, session))
+            targets = [target] if target is not None else []
+        for target in targets:
+            self._forget(target)
+            log.info("%s: viewer hung up", target.label)
+            await target.close()
+
+    def _session_ended(self, session: Session, reason: ByeReason | None) -> None:
+        """A session failed or was closed from the far end."""
+        if self._forget(session) and reason is not None and not self._closing:
+            log.info("%s: ended (%s)", session.label, reason)
+            self._spawn(self._send(session.viewer, bye_message(session.id, reason)))
+
+    def _forget(self, session: Session) -> bool:
+        key = (session.viewer, session.id)
+        if self.sessions.get(key) is session:
+            del self.sessions[key]
+            self._status_changed.set()
+            return True
+        return False
+
+    async def _end_session(self, session: Session, reason: ByeReason) -> None:
+        self._forget(session)
+        await self._send(session.viewer, bye_message(session.id, reason))
+        await session.close()
+
+    # --- output ---------------------------------------------------------------------
+
+    async def _send(self, viewer: str, message: dict[str, object]) -> bool:
+        return await self._publish(self.topics.outbox(viewer), encode(message), False)
+
+    async def _send_error(self, viewer: str, exc: ProtocolError) -> None:
+        await self._send(viewer, error_message(exc.code, exc.message, exc.session))
+
+    def _spawn(self, coro: Awaitable[object]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- status ---------------------------------------------------------------------
+
+    def status(self, state: str = "online") -> dict[str, object]:
+        d = self.description
+        status: dict[str, object] = {
+            "type": "status",
+            "state": state,
+            "name": d.name,
+            "viewers": len(self.sessions) if state == "online" else 0,
+            "max_viewers": self.webrtc.max_viewers,
+            "call": self.call if state == "online" else None,
+            "video": d.video.as_message(),
+            "audio": {"codec": d.audio_codec} if d.audio_codec else None,
+            "version": d.version,
+        }
+        if state == "online" and self._status_extra is not None:
+            status.update(self._status_extra())
+        return status
+
+    def status_changed(self) -> None:
+        self._status_changed.set()
+
+    async def publish_status(self) -> None:
+        self._status_changed.clear()
+        await self._publish(self.topics.status, encode(self.status()), True)
+
+    async def _status_loop(self) -> None:
+        while True:
+            await self._status_changed.wait()
+            await asyncio.sleep(0.05)  # coalesce bursts (four viewers joining at once)
+            await self.publish_status()
+
+    def start(self) -> None:
+        self._status_task = asyncio.get_running_loop().create_task(
+            self._status_loop(), name="peercam-status"
+        )
+
+    async def close(self, reason: ByeReason = ByeReason.SHUTDOWN) -> None:
+        """Say bye to every viewer, close every session, stop every task."""
+        self._closing = True
+        sessions = list(self.sessions.values())
+        self.sessions.clear()
+        if sessions:
+            log.info("closing %d session(s): %s", len(sessions), reason)
+        await asyncio.gather(
+            *(self._send(s.viewer, bye_message(s.id, reason)) for s in sessions),
+            return_exceptions=True,
+        )
+        tasks = [i.task for i in self._inboxes.values() if i.task is not None]
+        if self._status_task is not None:
+            tasks.append(self._status_task)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+        for task in [*tasks, *self._tasks]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._inboxes.clear()

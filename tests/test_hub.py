@@ -1,0 +1,159 @@
+"""Fan-out rules: IDR on join, bounded queues, skip-to-IDR, source lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from peercam.hub import MediaHub, SourceState, SubscriptionClosed
+from peercam.media import EncodedFrame, FaultSink, FrameSink
+
+
+class ScriptedSource:
+    """Records what the hub asks; the test pushes frames by hand."""
+
+    def __init__(self, fail_starts: int = 0) -> None:
+        self.sink: FrameSink | None = None
+        self.fault: FaultSink | None = None
+        self.starts = 0
+        self.stops = 0
+        self.keyframe_requests = 0
+        self.fail_starts = fail_starts
+        self.pts = 0
+
+    async def start(self, sink: FrameSink, on_fault: FaultSink) -> None:
+        self.starts += 1
+        if self.starts <= self.fail_starts:
+            raise RuntimeError("no camera detected")
+        self.sink, self.fault = sink, on_fault
+
+    async def stop(self) -> None:
+        self.stops += 1
+        self.sink = None
+
+    def request_keyframe(self) -> None:
+        self.keyframe_requests += 1
+
+    def push(self, keyframe: bool = False) -> EncodedFrame:
+        assert self.sink is not None, "source not started"
+        self.pts += 33_333
+        frame = EncodedFrame(b"IDR" if keyframe else b"P", self.pts, keyframe)
+        self.sink(frame)
+        return frame
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def until(cond, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not cond():
+            await asyncio.sleep(0.01)
+
+
+async def test_source_runs_only_while_someone_watches() -> None:
+    src = ScriptedSource()
+    hub = MediaHub(src, kind="video", queue_frames=4, idle_stop=0.05)
+    assert src.starts == 0
+    sub = hub.subscribe("a")
+    await until(lambda: src.sink is not None)
+    src.push(keyframe=True)
+    assert hub.state is SourceState.STREAMING
+    sub.close()
+    await until(lambda: src.stops == 1)
+    assert hub.state is SourceState.IDLE
+    await hub.close()
+
+
+async def test_new_consumer_starts_on_an_idr_and_asks_for_one() -> None:
+    src = ScriptedSource()
+    hub = MediaHub(src, kind="video", queue_frames=8, idle_stop=1)
+    first = hub.subscribe("first")
+    await until(lambda: src.sink is not None)
+    src.push(keyframe=True)
+    src.push()
+    late = hub.subscribe("late")
+    assert src.keyframe_requests == 1
+    src.push()  # a P frame: useless to a newcomer
+    idr = src.push(keyframe=True)
+    assert await late.get() == idr
+    assert first.queued == 4
+    await hub.close()
+
+
+async def test_keyframe_requests_are_coalesced() -> None:
+    src = ScriptedSource()
+    hub = MediaHub(src, kind="video", queue_frames=8, idle_stop=1)
+    hub.subscribe()
+    await until(lambda: src.sink is not None)
+    src.push(keyframe=True)
+    for _ in range(10):
+        hub.request_keyframe("test")
+    assert src.keyframe_requests == 1
+    src.push(keyframe=True)  # the IDR arrives: a new request goes through
+    hub.request_keyframe("again")
+    assert src.keyframe_requests == 2
+    await hub.close()
+
+
+async def test_slow_consumer_skips_to_next_idr_without_growing() -> None:
+    src = ScriptedSource()
+    hub = MediaHub(src, kind="video", queue_frames=3, idle_stop=1)
+    slow = hub.subscribe("slow")
+    fast = hub.subscribe("fast")
+    await until(lambda: src.sink is not None)
+    src.push(keyframe=True)
+    got_fast = [await fast.get()]
+    for _ in range(10):
+        src.push()
+        got_fast.append(await fast.get())
+        assert slow.queued <= 3
+    assert slow.dropped >= 3
+    assert slow.waiting_for_keyframe
+    assert len(got_fast) == 11  # the fast one lost nothing
+    idr = src.push(keyframe=True)
+    assert await slow.get() == idr
+    await hub.close()
+
+
+async def test_closed_subscription_ends_a_waiting_reader() -> None:
+    src = ScriptedSource()
+    hub = MediaHub(src, kind="video", queue_frames=3, idle_stop=1)
+    sub = hub.subscribe()
+    reader = asyncio.create_task(sub.get())
+    await settle()
+    sub.close()
+    with pytest.raises(SubscriptionClosed):
+        await reader
+    await hub.close()
+
+
+async def test_start_failure_is_a_fault_and_retried() -> None:
+    src = ScriptedSource(fail_starts=1)
+    changes: list[str] = []
+    hub = MediaHub(src, kind="video", queue_frames=3, idle_stop=1, max_backoff=0.05)
+    hub._on_state_change = lambda: changes.append(f"{hub.state}:{hub.fault}")
+    hub.subscribe()
+    await until(lambda: hub.state is SourceState.FAULT)
+    assert hub.fault == "no camera detected"
+    # Second attempt after the (1 s) first backoff succeeds.
+    await until(lambda: src.sink is not None, timeout=5)
+    src.push(keyframe=True)
+    assert hub.state is SourceState.STREAMING and hub.fault is None
+    assert any(c.startswith("fault") for c in changes)
+    await hub.close()
+
+
+async def test_stalled_source_is_restarted() -> None:
+    src = ScriptedSource()
+    hub = MediaHub(src, kind="video", queue_frames=3, idle_stop=1, stall_timeout=0.2)
+    hub.subscribe()
+    await until(lambda: src.sink is not None)
+    src.push(keyframe=True)
+    # No more frames: the watchdog stops and restarts the source.
+    await until(lambda: src.starts >= 2, timeout=5)
+    assert src.stops >= 1
+    await hub.close()

@@ -23,7 +23,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
-from aiortc.sdp import candidate_from_sdp
+from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from .hub import MediaHub
 from .protocol import ByeReason, ErrorCode, IceCandidate, ProtocolError
@@ -108,21 +108,29 @@ class Session:
         Raises ProtocolError (``unsupported`` for an offer that cannot take
         H.264, ``bad-request`` for an unreadable one).
         """
+        try:
+            kinds = [media.kind for media in SessionDescription.parse(offer_sdp).media]
+        except Exception as exc:
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST, f"unreadable offer SDP: {exc or type(exc).__name__}", self.id
+            ) from None
+        if "video" not in kinds:
+            raise ProtocolError(
+                ErrorCode.UNSUPPORTED, "the offer has no video m-line to receive H.264", self.id
+            )
         pc = self._pc
         video_track = PassthroughTrack("video", self._video_hub.subscribe(f"video→{self.label}"))
         self._tracks.append(video_track)
         video = pc.addTransceiver(video_track, direction="sendonly")
         video.setCodecPreferences(h264_preferences())
         audio: RTCRtpTransceiver | None = None
-        if self._audio_hub is not None:
+        if "audio" in kinds and self._audio_hub is not None:
             audio_track = PassthroughTrack(
                 "audio", self._audio_hub.subscribe(f"audio→{self.label}")
             )
             self._tracks.append(audio_track)
             audio = pc.addTransceiver(audio_track, direction="sendonly")
             audio.setCodecPreferences(opus_preferences())
-        else:
-            audio = pc.addTransceiver("audio", direction="inactive")
         self._hook_keyframe_requests(video.sender)
 
         try:

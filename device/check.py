@@ -3,11 +3,47 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from .config import Config, ConfigError
+from .media import EncodedFrame, EncodedSource
 from .mqtt_link import LastWill, MqttLink, describe_mqtt_error
 from .protocol import Topics
 from .sources.factory import SourceUnavailable, make_audio_source, make_video_source
+from .sources.h264 import has_parameter_sets, profile_level_id
+
+
+async def _first_frame(source: EncodedSource, timeout: float = 10.0) -> tuple[bool, str]:
+    """Start the source, wait for its first access unit, describe it, stop."""
+    loop = asyncio.get_running_loop()
+    first: asyncio.Future[EncodedFrame] = loop.create_future()
+    faults: list[str] = []
+
+    def sink(frame: EncodedFrame) -> None:
+        if not first.done():
+            first.set_result(frame)
+
+    def on_fault(message: str | None) -> None:
+        if message:
+            faults.append(message)
+
+    started = time.monotonic()
+    try:
+        await source.start(sink, on_fault)
+        frame = await asyncio.wait_for(first, timeout)
+    except TimeoutError:
+        return False, f"no frame within {timeout:.0f} s" + (f" ({faults[-1]})" if faults else "")
+    except Exception as exc:
+        return False, str(exc) or type(exc).__name__
+    finally:
+        await source.stop()
+    elapsed = (time.monotonic() - started) * 1000
+    if not (frame.keyframe and has_parameter_sets(frame.data)):
+        return False, "the first frame is not an IDR with SPS/PPS in front"
+    return True, (
+        f"first frame in {elapsed:.0f} ms, IDR with SPS/PPS, "
+        f"profile-level-id {profile_level_id(frame.data)}"
+    )
 
 
 def _line(ok: bool, what: str) -> None:
@@ -24,14 +60,14 @@ async def run_checks(config: Config) -> int:
         _line(False, str(exc))
         return 1
     try:
-        _, info = make_video_source(config.camera, name=config.device.name)
-        _line(
-            True,
-            f"camera {config.camera.source}: {info.width}x{info.height}@{info.fps} {info.codec}",
-        )
+        source, info = make_video_source(config.camera, name=config.device.name)
     except SourceUnavailable as exc:
         _line(False, str(exc))
         failures += 1
+    else:
+        ok, what = await _first_frame(source)
+        _line(ok, f"camera {config.camera.source} {info.width}x{info.height}@{info.fps}: {what}")
+        failures += not ok
     try:
         audio = make_audio_source(config.audio)
         _line(True, f"microphone: {'none (video only)' if audio is None else audio[1]}")

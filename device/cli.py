@@ -92,6 +92,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .check import run_checks
 
     config = _load(args.config)
+    if not args.verbose:
+        logging.getLogger("peercam").setLevel(logging.WARNING)  # the report is the output
     print(f"config {args.config}: OK (device {config.device.id!r}, broker {config.mqtt.url})")
     return asyncio.run(run_checks(config))
 

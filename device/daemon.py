@@ -101,6 +101,7 @@ class Daemon:
             subscriptions=[self.topics.inbox_filter],
             on_message=self.signaling.on_message,
             on_connect=self._on_connect,
+            on_disconnect=self.signaling.link_lost,
         )
 
     def _on_media_state(self) -> None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -55,6 +57,13 @@ def describe_mqtt_error(exc: BaseException, cfg: MqttConfig) -> str:
         )
     if isinstance(cause, OSError) and cause.strerror:
         return f"cannot reach MQTT broker {cfg.url}: {cause.strerror}"
+    errno_text = re.match(r"\[Errno -?\d+\] (.+)", text)
+    if errno_text:  # aiomqtt turns OSError into MqttError(str(exc))
+        return f"cannot reach MQTT broker {cfg.url}: {errno_text.group(1)}"
+    if "Disconnected during message iteration" in text:
+        return f"the broker {cfg.url} closed the connection"
+    if "timed out" in text.lower():
+        return f"MQTT broker {cfg.url} did not answer in time"
     return f"MQTT connection to {cfg.url} failed: {text or type(exc).__name__}"
 
 
@@ -71,6 +80,7 @@ class MqttLink:
         subscriptions: Sequence[str],
         on_message: Callable[[str, bytes], None],
         on_connect: Callable[[], Awaitable[None]],
+        on_disconnect: Callable[[], None] | None = None,
         max_backoff: float = 30.0,
     ) -> None:
         self._cfg = cfg
@@ -80,6 +90,7 @@ class MqttLink:
         self._subscriptions = list(subscriptions)
         self._on_message = on_message
         self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
         self._max_backoff = max_backoff
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
@@ -119,6 +130,8 @@ class MqttLink:
     async def run(self) -> None:
         """Stay connected until cancelled."""
         backoff = 1.0
+        attempts = 1
+        logged_at = 0.0
         while True:
             client = self._make_client()
             try:
@@ -126,6 +139,7 @@ class MqttLink:
                     self._client = client
                     self.connections += 1
                     backoff = 1.0
+                    attempts = 1
                     if self.last_error is not None:
                         log.info("connected to %s again", self._cfg.url)
                     else:
@@ -148,14 +162,19 @@ class MqttLink:
                 was_connected = self.connected.is_set()
                 self.connected.clear()
                 self._client = None
+                if was_connected and self._on_disconnect is not None:
+                    self._on_disconnect()
                 delay = backoff * random.uniform(0.8, 1.2)
                 if was_connected:
                     log.warning("lost the broker: %s; reconnecting in %.1f s", message, delay)
-                elif message != self.last_error:
-                    log.error("%s; retrying in %.1f s", message, delay)
+                elif message != self.last_error or time.monotonic() - logged_at > 60:
+                    failures = f" ({attempts} attempts)" if attempts > 1 else ""
+                    log.error("%s%s; retrying in %.1f s", message, failures, delay)
+                    logged_at = time.monotonic()
                 else:
                     log.debug("%s; retrying in %.1f s", message, delay)
                 self.last_error = message
+                attempts += 1
                 await asyncio.sleep(delay)
                 backoff = min(backoff * 2, self._max_backoff)
             finally:

@@ -9,7 +9,6 @@ nothing about MQTT: the signaling layer drives it and relays its end.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -88,7 +87,7 @@ class Session:
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers)))
         self._tracks: list[PassthroughTrack] = []
         self._timer: asyncio.TimerHandle | None = None
-        self._closing: asyncio.Task[None] | None = None
+        self._close_task: asyncio.Task[None] | None = None
         self._last_keyframe_request = 0.0
         self.state = SessionState.NEW
         self.created = time.monotonic()
@@ -239,8 +238,8 @@ class Session:
 
     def _end(self, reason: ByeReason) -> None:
         """The session ended by itself: close it and tell the owner (who says bye)."""
-        if self._closing is None:
-            self._closing = asyncio.get_running_loop().create_task(self.close())
+        if self._close_task is None:
+            self._start_close()
             self._on_end(self, reason)
 
     def path_description(self) -> str:
@@ -256,20 +255,30 @@ class Session:
         except Exception:
             return "path unknown"
 
-    async def close(self) -> None:
-        """Close the peer connection and release hub subscriptions. Idempotent."""
-        if self.state is SessionState.CLOSED:
-            if self._closing is not None and self._closing is not asyncio.current_task():
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(self._closing)
-            return
-        self.state = SessionState.CLOSED
-        if self._timer is not None:
-            self._timer.cancel()
-        for track in self._tracks:
-            track.stop()
+    def _start_close(self) -> asyncio.Task[None]:
+        if self._close_task is None:
+            self.state = SessionState.CLOSED
+            if self._timer is not None:
+                self._timer.cancel()
+            for track in self._tracks:
+                track.stop()
+            self._close_task = asyncio.get_running_loop().create_task(
+                self._close_peer_connection(), name=f"peercam-close-{self.label}"
+            )
+        return self._close_task
+
+    async def _close_peer_connection(self) -> None:
         try:
             await asyncio.wait_for(self._pc.close(), 10)
         except Exception:
             log.exception("%s: peer connection did not close cleanly", self.label)
         log.debug("%s: closed", self.label)
+
+    async def close(self) -> None:
+        """Close the peer connection and release hub subscriptions. Idempotent.
+
+        The closing itself runs in a task of its own that a cancelled caller
+        does not interrupt: aiortc's ``close()`` shares one future between
+        concurrent callers, and cancelling one of them would break the other.
+        """
+        await asyncio.shield(self._start_close())

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -47,6 +48,7 @@ INBOX_SIZE = 64  # messages waiting per viewer before it is rate-limited
 RATE_BURST = 60.0  # token bucket: burst of messages per viewer ...
 RATE_PER_SECOND = 20.0  # ... refilled at this rate
 INBOX_IDLE_EXIT = 60.0  # seconds an idle viewer's inbox task lingers
+WILL_GRACE = 1.5  # seconds between a viewer's "bye *" and closing its sessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +107,15 @@ class Signaling:
         self._publish = publish
         self._status_extra = status_extra
         self.sessions: dict[tuple[str, str], Session] = {}
+        # Every session not yet collected, including ones being closed, so a
+        # shutdown waits for all peer connections to finish closing.
+        self._every_session: weakref.WeakSet[Session] = weakref.WeakSet()
         self._inboxes: dict[str, _ViewerInbox] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._status_changed = asyncio.Event()
         self._status_task: asyncio.Task[None] | None = None
         self._closing = False
+        self._link_losses = 0
         self.call: str | None = None
 
     # --- entry from MQTT ---------------------------------------------------------
@@ -264,6 +270,7 @@ class Signaling:
             on_end=self._session_ended,
         )
         self.sessions[key] = session  # hold the slot while negotiating
+        self._every_session.add(session)
         self._status_changed.set()
         try:
             sdp = await session.answer(offer.sdp)
@@ -287,16 +294,38 @@ class Signaling:
         if session == ALL_SESSIONS:
             targets = self._viewer_sessions(viewer)
             if targets:
-                log.info(
-                    "%s is gone (last will or bye *): closing %d session(s)", viewer, len(targets)
-                )
-        else:
-            target = self.sessions.get((viewer, session))
-            targets = [target] if target is not None else []
-        for target in targets:
+                # Usually the viewer's last will.  But a broker that shuts
+                # down publishes every client's will before it drops us too:
+                # wait a moment, and keep the (peer-to-peer) sessions if our
+                # own link went down meanwhile.
+                self._spawn(self._close_after_will_grace(viewer, targets, self._link_losses))
+            return
+        target = self.sessions.get((viewer, session))
+        if target is not None:
             self._forget(target)
             log.info("%s: viewer hung up", target.label)
             await target.close()
+
+    async def _close_after_will_grace(
+        self, viewer: str, targets: list[Session], link_losses: int
+    ) -> None:
+        await asyncio.sleep(WILL_GRACE)
+        if self._link_losses != link_losses:
+            log.info(
+                "%s: ignored its last will: the broker went down at the same moment "
+                "(its %d session(s) keep streaming peer to peer)",
+                viewer,
+                len(targets),
+            )
+            return
+        live = [t for t in targets if self._forget(t)]
+        if live:
+            log.info("%s is gone (last will or bye *): closing %d session(s)", viewer, len(live))
+        await asyncio.gather(*(t.close() for t in live))
+
+    def link_lost(self) -> None:
+        """The MQTT link dropped: wills that arrived just before are the broker's, not deaths."""
+        self._link_losses += 1
 
     def _session_ended(self, session: Session, reason: ByeReason | None) -> None:
         """A session failed or was closed from the far end."""
@@ -383,7 +412,9 @@ class Signaling:
             tasks.append(self._status_task)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+        await asyncio.gather(
+            *(s.close() for s in list(self._every_session)), return_exceptions=True
+        )
         for task in [*tasks, *self._tasks]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task

@@ -8,8 +8,9 @@ URL; Ctrl+C stops the daemon first (so its ``bye`` and ``offline`` status
 still reach the page through the broker), then the web server, then the
 broker.
 
-Everything binds to ``host`` (127.0.0.1 by default): the broker is anonymous
-and must never face a network.
+Everything binds to ``host`` (127.0.0.1 by default).  The broker is
+anonymous, so any other address (``--host 0.0.0.0`` to watch from a phone)
+logs a warning: use it only on a network you trust.
 """
 
 from __future__ import annotations

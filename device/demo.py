@@ -35,7 +35,6 @@ log = logging.getLogger("peercam.demo")
 
 DEVICE_ID = "demo"
 DEVICE_NAME = "peercam demo"
-VIEWER_ID = "demo-viewer"
 TOPIC_PREFIX = "peercam"
 #: Seconds to wait for the daemon's first connection before printing the URL anyway.
 READY_TIMEOUT_S = 15.0
@@ -125,8 +124,10 @@ def page_config(broker_ws_url: str) -> dict[str, str]:
     return {
         "broker_url": broker_ws_url,
         "device": DEVICE_ID,
-        "viewer": VIEWER_ID,
-        "username": VIEWER_ID,
+        # Empty: each tab picks its own viewer id, so the last will of a tab
+        # that crashes ends only that tab's session (the will says "bye *").
+        "viewer": "",
+        "username": "",
         "password": "",
         "topic_prefix": TOPIC_PREFIX,
     }

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,25 +29,25 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # so that `tests.*` imports work however pytest was started
     sys.path.insert(0, str(ROOT))
 
-from tests.daemon_proc import DaemonProcess, default_config, merge_config  # noqa: E402
+from tests.daemon_proc import (  # noqa: E402
+    DaemonFactory,
+    DaemonProcess,
+    attach_log,
+    attached_logs,
+    default_config,
+    merge_config,
+)
 from tests.mosquitto import MosquittoBroker, MosquittoNotInstalled  # noqa: E402
-from tests.viewer import Viewer  # noqa: E402
+from tests.viewer import Viewer, ViewerFactory  # noqa: E402
 
 LOG_LIMIT = 40_000  # characters of each log attached to a failure report
-
-_LOGS = pytest.StashKey[list[tuple[str, Callable[[], str]]]]()
-
-
-def attach_log(node: pytest.Item, title: str, source: Callable[[], str]) -> None:
-    """Show ``source()`` in the report of ``node`` if it fails."""
-    node.stash.setdefault(_LOGS, []).append((title, source))
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     if report.failed:
-        for title, source in item.stash.get(_LOGS, []):
+        for title, source in attached_logs(item):
             try:
                 text = source()
             except Exception as exc:  # a log we cannot read must not hide the failure
@@ -90,8 +90,6 @@ def mosquitto(mosquitto_factory: Callable[..., MosquittoBroker]) -> MosquittoBro
 
 
 # --- the daemon -----------------------------------------------------------------------
-
-DaemonFactory = Callable[..., Awaitable[DaemonProcess]]
 
 
 @pytest.fixture
@@ -166,8 +164,6 @@ async def _settle(daemon: DaemonProcess, timeout: float = 3.0) -> None:
 
 
 # --- viewers --------------------------------------------------------------------------
-
-ViewerFactory = Callable[..., Awaitable[Viewer]]
 
 
 @pytest.fixture

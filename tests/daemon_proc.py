@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -142,7 +142,36 @@ def merge_config(base: Mapping[str, Any], overrides: Mapping[str, Any] | None) -
     return merged
 
 
-# --- log checks -----------------------------------------------------------------------
+# --- logs -----------------------------------------------------------------------------
+
+_LOGS_ATTR = "_peercam_logs"
+
+
+def attach_log(node: Any, title: str, source: Callable[[], str]) -> None:
+    """Have ``source()`` shown in the report of the pytest item ``node`` if it fails.
+
+    conftest's ``pytest_runtest_makereport`` reads these back with ``attached_logs``.
+    """
+    logs = getattr(node, _LOGS_ATTR, None)
+    if logs is None:
+        logs = []
+        setattr(node, _LOGS_ATTR, logs)
+    logs.append((title, source))
+
+
+def attached_logs(node: Any) -> list[tuple[str, Callable[[], str]]]:
+    return list(getattr(node, _LOGS_ATTR, []))
+
+
+def run_in_thread(make: Callable[[], Any], timeout: float = 60.0) -> Any:
+    """Run the coroutine ``make()`` on a private event loop in a thread; return its result.
+
+    For sync (e.g. module-scoped) fixtures that must not touch the test's loop.
+    """
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result(timeout)
 
 
 def assert_no_traceback(log_text: str, what: str = "daemon") -> None:
@@ -424,3 +453,7 @@ class DaemonProcess:
     def __repr__(self) -> str:
         pid = self.proc.pid if self.proc else None
         return f"<DaemonProcess {self.device} pid={pid} rc={self.returncode}>"
+
+
+#: ``daemon_factory``'s type: ``await daemon_factory(broker, device=..., config=...)``.
+DaemonFactory = Callable[..., Awaitable[DaemonProcess]]

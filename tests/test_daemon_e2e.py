@@ -13,16 +13,29 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from tests.conftest import DaemonFactory, ViewerFactory
-from tests.daemon_proc import DaemonProcess, to_toml
-from tests.mosquitto import MosquittoBroker
-from tests.viewer import SignalingError, Viewer, WatchSession, create_offer, new_session_id
+from tests.daemon_proc import (
+    DaemonFactory,
+    DaemonProcess,
+    attach_log,
+    default_config,
+    run_in_thread,
+    to_toml,
+)
+from tests.mosquitto import MosquittoBroker, MosquittoNotInstalled
+from tests.viewer import (
+    SignalingError,
+    Viewer,
+    ViewerFactory,
+    WatchSession,
+    create_offer,
+    new_session_id,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -401,17 +414,52 @@ BAD_CASES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def shared_device(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[MosquittoBroker, DaemonProcess]]:
+    """One broker and one daemon for all bad-input cases (they must survive them all)."""
+    workdir = tmp_path_factory.mktemp("shared-device")
+    try:
+        broker = MosquittoBroker(workdir / "mosquitto").start()
+    except MosquittoNotInstalled as exc:
+        pytest.fail(str(exc), pytrace=False)
+    daemon = DaemonProcess(default_config(broker.url, device=DEVICE), workdir / "daemon")
+    try:
+        daemon.start()
+        run_in_thread(daemon.wait_online)
+        yield broker, daemon
+        rc = run_in_thread(daemon.terminate) if daemon.running else daemon.returncode
+        assert rc == 0, f"the shared daemon exited with {rc}:\n{daemon.log_text()}"
+        daemon.assert_no_traceback()
+    finally:
+        daemon.kill()
+        broker.stop()
+
+
+@pytest.fixture
+def device(
+    shared_device: tuple[MosquittoBroker, DaemonProcess], request: pytest.FixtureRequest
+) -> tuple[MosquittoBroker, DaemonProcess]:
+    """The shared broker and daemon, their logs attached to this test's report."""
+    broker, daemon = shared_device
+    attach_log(request.node, "mosquitto log (shared)", broker.log_text)
+    attach_log(request.node, f"daemon {DEVICE} log (shared)", daemon.log_text)
+    assert daemon.running, f"the shared daemon died in an earlier test:\n{daemon.log_text()}"
+    return broker, daemon
+
+
 @pytest.mark.parametrize("case", BAD_CASES, ids=[c.name for c in BAD_CASES])
 async def test_bad_input_gets_an_error_and_disturbs_nobody(
-    mosquitto: MosquittoBroker,
-    daemon_factory: DaemonFactory,
+    device: tuple[MosquittoBroker, DaemonProcess],
     viewer_factory: ViewerFactory,
     case: BadCase,
 ) -> None:
-    daemon = await start_device(daemon_factory, mosquitto)
-    bystander = await viewer_factory(mosquitto, "bystander", device=DEVICE)
+    broker, daemon = device
+    mallory = await viewer_factory(broker, "mallory", device=DEVICE)
+    await mallory.wait_status(viewers=0, timeout=WAIT)  # earlier cases are over
+    bystander = await viewer_factory(broker, "bystander", device=DEVICE)
     watching = await watch_and_decode(bystander, 10)
-    mallory = await viewer_factory(mosquitto, "mallory", device=DEVICE)
 
     async with contextlib.AsyncExitStack() as stack:
         payload = await case.build(stack)
@@ -429,6 +477,8 @@ async def test_bad_input_gets_an_error_and_disturbs_nobody(
     assert watching.device_bye is None
     good = await watch_and_decode(mallory, 10)
     await good.bye()
+    await watching.bye()
+    await mallory.wait_status(viewers=0, timeout=WAIT)
     assert not mallory.pending(), f"unexpected extra messages: {mallory.pending()}"
     assert daemon.running
     daemon.assert_no_traceback()

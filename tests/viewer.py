@@ -22,7 +22,7 @@ import secrets
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -719,3 +719,7 @@ class Viewer:
 
     def __repr__(self) -> str:
         return f"<Viewer {self.viewer_id}→{self.device} connected={self.connected}>"
+
+
+#: ``viewer_factory``'s type: ``await viewer_factory(broker, "alice", device=...)``.
+ViewerFactory = Callable[..., Awaitable[Viewer]]

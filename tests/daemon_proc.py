@@ -308,7 +308,7 @@ class DaemonProcess:
         self.device: str = self.config["device"]["id"]
         self.prefix: str = self.config.get("mqtt", {}).get("topic_prefix", "peercam")
         self.broker_url: str = self.config["mqtt"]["url"]
-        self.workdir = Path(workdir)
+        self.workdir = Path(workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.workdir / f"{self.device}.toml"
         self.log_path = self.workdir / f"{self.device}.log"

@@ -82,7 +82,7 @@ class MosquittoBroker:
         extra_config: str = "",
     ) -> None:
         self.binary = find_mosquitto()
-        self.workdir = Path(workdir)
+        self.workdir = Path(workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._port = port
         self.allow_anonymous = allow_anonymous
@@ -161,10 +161,10 @@ class MosquittoBroker:
             try:
                 self._spawn_and_wait(timeout)
                 return self
-            except MosquittoError:
+            except MosquittoError as exc:
                 # Another process may have taken the port between free_port() and
                 # mosquitto's bind: try another one (never for a fixed port).
-                if attempt == attempts - 1:
+                if attempt == attempts - 1 or "in use" not in str(exc):
                     raise
                 self._port = None
         raise AssertionError("unreachable")

@@ -59,21 +59,17 @@ class SignalingError(Exception):
         super().__init__(f"device error {self.code!r}: {self.message}")
 
 
-_restricted: tuple[str, ...] | None = None
-
-
 def restrict_ice_to(networks: Sequence[str] | None) -> None:
-    """Make aioice gather host candidates only inside ``networks`` (process-wide, once)."""
-    global _restricted
+    """Make aioice gather host candidates only inside ``networks`` (process-wide).
+
+    Called before every peer connection, not cached: another test may have
+    restored aioice's default (every non-loopback address) in between.
+    """
     if networks is None:
-        return
-    wanted = tuple(networks)
-    if _restricted == wanted:
         return
     from peercam.ice import restrict_host_addresses  # lazily: the daemon package owns it
 
-    restrict_host_addresses(list(wanted))
-    _restricted = wanted
+    restrict_host_addresses(list(networks))
 
 
 def ice_servers_from_welcome(servers: Sequence[Message] | None) -> list[RTCIceServer]:

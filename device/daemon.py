@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from . import __version__
@@ -14,6 +13,7 @@ from .mqtt_link import LastWill, MqttLink
 from .protocol import ByeReason, Topics, encode
 from .signaling import DeviceDescription, Signaling
 from .sources.factory import make_audio_source, make_video_source
+from .tasks import wait_tasks
 
 log = logging.getLogger("peercam.daemon")
 
@@ -145,8 +145,7 @@ class Daemon:
                 )
             for task in (link_task, stop_task):
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await wait_tasks((link_task, stop_task), 5.0, log)
             await self.video.close()
             if self.audio is not None:
                 await self.audio.close()

@@ -10,7 +10,6 @@ handshake never delays or disturbs another's.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import weakref
@@ -39,6 +38,7 @@ from .protocol import (
     parse_viewer_message,
 )
 from .session import Session
+from .tasks import wait_tasks
 
 log = logging.getLogger("peercam.signaling")
 
@@ -48,6 +48,7 @@ INBOX_SIZE = 64  # messages waiting per viewer before it is rate-limited
 RATE_BURST = 60.0  # token bucket: burst of messages per viewer ...
 RATE_PER_SECOND = 20.0  # ... refilled at this rate
 INBOX_IDLE_EXIT = 60.0  # seconds an idle viewer's inbox task lingers
+CLOSE_TIMEOUT = 5.0  # seconds a shutdown waits for tasks before abandoning them
 WILL_GRACE = 1.5  # seconds between a viewer's "bye *" and closing its sessions
 
 
@@ -386,7 +387,7 @@ class Signaling:
         await self._publish(self.topics.status, encode(self.status()), True)
 
     async def _status_loop(self) -> None:
-        while True:
+        while not self._closing:
             await self._status_changed.wait()
             await asyncio.sleep(0.05)  # coalesce bursts (four viewers joining at once)
             await self.publish_status()
@@ -412,10 +413,9 @@ class Signaling:
             tasks.append(self._status_task)
         for task in tasks:
             task.cancel()
+        self._status_changed.set()
         await asyncio.gather(
             *(s.close() for s in list(self._every_session)), return_exceptions=True
         )
-        for task in [*tasks, *self._tasks]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await wait_tasks([*tasks, *self._tasks], CLOSE_TIMEOUT, log)
         self._inboxes.clear()

@@ -159,6 +159,7 @@ class WatchSession:
         self.first_frame_at: float | None = None
         self.last_frame_at: float | None = None
         self.frames = 0
+        self.keyframes: list[int] = []  # indices (0-based) of decoded key frames
         self.audio_frames = 0
         self.frame_sizes: Counter[tuple[int, int]] = Counter()
         self.device_bye: Message | None = None
@@ -210,6 +211,8 @@ class WatchSession:
                 if self.first_frame_at is None:
                     self.first_frame_at = now
                 self.last_frame_at = now
+                if getattr(frame, "key_frame", False):
+                    self.keyframes.append(self.frames)
                 self.frames += 1
                 self.frame_sizes[(frame.width, frame.height)] += 1
             else:

@@ -217,7 +217,7 @@ async def run_demo(
             stop_task.cancel()
         if daemon_task.done() and not stop.is_set():
             exc = daemon_task.exception()
-            raise _fail(f"the daemon stopped unexpectedly: {exc or 'no error given'}")
+            raise _fail(f"the daemon stopped unexpectedly: {str(exc) or type(exc).__name__}")
     finally:
         await _shutdown(daemon_task, daemon_stop, web, broker)
 
@@ -240,7 +240,7 @@ async def _wait_ready(daemon: Daemon, daemon_task: asyncio.Task[None], stop: asy
             waiter.cancel()
     if daemon_task.done():
         exc = daemon_task.exception()
-        raise _fail(f"the daemon did not start: {exc or 'it exited'}")
+        raise _fail(f"the daemon did not start: {str(exc) or 'it exited'}")
     if not ready.is_set() and not stop.is_set():
         log.warning("the daemon is not connected to the embedded broker yet; the page will wait")
 

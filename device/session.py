@@ -34,6 +34,11 @@ H264_PROFILE = "42e01f"  # constrained baseline, level 3.1: decodes everywhere, 
 KEYFRAME_REQUEST_GAP = 0.5  # seconds between honoured PLI/FIR from one viewer
 
 
+def describe(exc: BaseException, empty: str = "") -> str:
+    """An exception as a short phrase, even when its message is empty."""
+    return str(exc) or empty or f"{type(exc).__name__} while parsing"
+
+
 class SessionState(StrEnum):
     NEW = "new"
     CONNECTING = "connecting"
@@ -111,7 +116,7 @@ class Session:
             kinds = [media.kind for media in SessionDescription.parse(offer_sdp).media]
         except Exception as exc:
             raise ProtocolError(
-                ErrorCode.BAD_REQUEST, f"unreadable offer SDP: {exc or type(exc).__name__}", self.id
+                ErrorCode.BAD_REQUEST, f"unreadable offer SDP: {describe(exc)}", self.id
             ) from None
         if "video" not in kinds:
             raise ProtocolError(
@@ -145,7 +150,7 @@ class Session:
                 ) from None
             raise ProtocolError(
                 ErrorCode.BAD_REQUEST,
-                f"unreadable offer SDP: {text or type(exc).__name__}",
+                f"unreadable offer SDP: {describe(exc)}",
                 self.id,
             ) from None
         if video.mid is None:
@@ -180,7 +185,7 @@ class Session:
         except (AssertionError, ValueError, IndexError) as exc:
             raise ProtocolError(
                 ErrorCode.BAD_REQUEST,
-                f"unreadable ICE candidate: {exc or 'too few fields'}",
+                f"unreadable ICE candidate: {describe(exc, 'too few fields')}",
                 self.id,
             ) from None
         ice.sdpMid = candidate.sdp_mid

@@ -6,21 +6,16 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.mosquitto import free_port
+
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def read_url(proc: asyncio.subprocess.Process, timeout: float) -> str:

@@ -49,6 +49,7 @@ RATE_BURST = 60.0  # token bucket: burst of messages per viewer ...
 RATE_PER_SECOND = 20.0  # ... refilled at this rate
 INBOX_IDLE_EXIT = 60.0  # seconds an idle viewer's inbox task lingers
 CLOSE_TIMEOUT = 5.0  # seconds a shutdown waits for tasks before abandoning them
+MAX_IDLE_INBOXES = 256  # viewer records kept before idle ones are pruned
 WILL_GRACE = 1.5  # seconds between a viewer's "bye *" and closing its sessions
 
 
@@ -131,6 +132,8 @@ class Signaling:
             return
         inbox = self._inboxes.get(viewer)
         if inbox is None:
+            if len(self._inboxes) >= MAX_IDLE_INBOXES:
+                self._prune_inboxes()
             inbox = self._inboxes[viewer] = _ViewerInbox(viewer)
         if not inbox.take_token():
             self._rate_limited(inbox, f"more than {RATE_PER_SECOND:.0f} messages per second")
@@ -150,6 +153,12 @@ class Signaling:
             inbox.task = asyncio.get_running_loop().create_task(
                 self._serve_inbox(inbox), name=f"peercam-inbox-{viewer}"
             )
+
+    def _prune_inboxes(self) -> None:
+        """Forget viewers with nothing in flight (e.g. ones that only ever sent garbage)."""
+        for viewer, inbox in list(self._inboxes.items()):
+            if (inbox.task is None or inbox.task.done()) and inbox.queue.empty():
+                del self._inboxes[viewer]
 
     def _rate_limited(self, inbox: _ViewerInbox, why: str) -> None:
         now = time.monotonic()

@@ -104,6 +104,8 @@ class CameraConfig(_Section):
     keyframe_interval: Annotated[int, Field(ge=1, le=600)] = 60
     #: Seconds the camera keeps running after the last viewer left.
     idle_stop: Annotated[float, Field(ge=0, le=3600)] = 5.0
+    #: Test pattern only: "noise" adds sensor-like grain so the full bitrate is used.
+    pattern: Literal["bars", "noise"] = "bars"
 
 
 class AudioConfig(_Section):

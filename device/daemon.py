@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from . import __version__
 from .config import Config
-from .hub import MediaHub
+from .hub import NO_IDR_ON_JOIN_ENV, MediaHub
 from .ice import IceServers, restrict_host_addresses
 from .mqtt_link import LastWill, MqttLink
 from .protocol import ByeReason, Topics, encode
@@ -44,6 +45,11 @@ class Daemon:
             log.info("ICE host candidates limited to %s: %s", cfg.webrtc.host_networks, kept)
         on_change = self._on_media_state
         video_source, video_info = make_video_source(cfg.camera, name=cfg.device.name)
+        idr_on_join = os.environ.get(NO_IDR_ON_JOIN_ENV) != "1"
+        if not idr_on_join:
+            log.warning(
+                "%s=1: new viewers wait for a periodic IDR (benchmarks only)", NO_IDR_ON_JOIN_ENV
+            )
         self.video = MediaHub(
             video_source,
             kind="video",
@@ -51,6 +57,7 @@ class Daemon:
             idle_stop=cfg.camera.idle_stop,
             stall_timeout=max(5.0, 3 * cfg.camera.keyframe_interval / cfg.camera.fps),
             on_state_change=on_change,
+            idr_on_join=idr_on_join,
         )
         audio = make_audio_source(cfg.audio)
         audio_codec = None

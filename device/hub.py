@@ -25,6 +25,11 @@ from .media import EncodedFrame, EncodedSource
 
 log = logging.getLogger("peercam.hub")
 
+#: Benchmarks only: set to "1" in the daemon's environment to turn IDR-on-join
+#: off, so ``bench.first_frame`` can show what it buys.  Not a config key on
+#: purpose: no deployment should run without it.
+NO_IDR_ON_JOIN_ENV = "PEERCAM_BENCH_NO_IDR_ON_JOIN"
+
 
 class SubscriptionClosed(Exception):
     """The hub or the consumer closed this subscription."""
@@ -115,6 +120,7 @@ class MediaHub:
         stall_timeout: float = 5.0,
         max_backoff: float = 30.0,
         on_state_change: Callable[[], None] | None = None,
+        idr_on_join: bool = True,
     ) -> None:
         self.source = source
         self.kind = kind
@@ -123,6 +129,7 @@ class MediaHub:
         self.stall_timeout = stall_timeout
         self.max_backoff = max_backoff
         self._on_state_change = on_state_change
+        self.idr_on_join = idr_on_join
         self._subs: set[Subscription] = set()
         self._holds = 0
         self._wake = asyncio.Event()
@@ -147,7 +154,7 @@ class MediaHub:
         sub = Subscription(self, self.queue_frames, name or f"{self.kind}#{self._serial}")
         self._subs.add(sub)
         self._demand_changed()
-        if self.state is SourceState.STREAMING:
+        if self.state is SourceState.STREAMING and self.idr_on_join:
             self.request_keyframe(f"{sub.name} joined")
         return sub
 

@@ -84,6 +84,22 @@ async def test_new_consumer_starts_on_an_idr_and_asks_for_one() -> None:
     await hub.close()
 
 
+async def test_without_idr_on_join_a_newcomer_waits_for_the_periodic_idr() -> None:
+    """The benchmark-only switch: no request on join, the newcomer still starts on an IDR."""
+    src = ScriptedSource()
+    hub = MediaHub(src, kind="video", queue_frames=8, idle_stop=1, idr_on_join=False)
+    hub.subscribe("first")
+    await until(lambda: src.sink is not None)
+    src.push(keyframe=True)
+    late = hub.subscribe("late")
+    src.push()
+    assert src.keyframe_requests == 0
+    assert late.queued == 0
+    idr = src.push(keyframe=True)
+    assert await late.get() == idr
+    await hub.close()
+
+
 async def test_keyframe_requests_are_coalesced() -> None:
     src = ScriptedSource()
     hub = MediaHub(src, kind="video", queue_frames=8, idle_stop=1)

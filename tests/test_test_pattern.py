@@ -272,6 +272,38 @@ def test_1080p_sps_says_level_4() -> None:
     assert h264.profile_level_id(data) == "42c028"
 
 
+def test_noise_pattern_spends_the_configured_bitrate_and_keeps_the_timecode() -> None:
+    """Flat bars use a fraction of the bitrate; grain makes libx264 use about all of it."""
+    width, height, bitrate, n = 640, 360, 1_000_000, 60
+
+    def encode(pattern: str) -> tuple[float, list[int | None], list[int]]:
+        renderer = PatternRenderer(width, height, "grain", pattern)
+        encoder = open_encoder(
+            width=width, height=height, fps=30, bitrate=bitrate, keyframe_interval=60
+        )
+        frames: list[EncodedFrame] = []
+        sent: list[int] = []
+        for i in range(n):
+            t_us = 1_700_000_000_000_000 + i * 33_333
+            frame = av.VideoFrame.from_ndarray(renderer.render(i / 30, t_us), format="yuv420p")
+            frame.pts = i * 33_333
+            frames.extend(EncodedFrame(bytes(p), int(p.pts)) for p in encoder.encode(frame))
+            sent.append(t_us % timecode.MODULUS)
+        rate = sum(len(f.data) for f in frames) * 8 / (n / 30)
+        return rate, [timecode.read(luma(f)) for f in decode(frames)], sent
+
+    bars_rate, _, _ = encode("bars")
+    noise_rate, reads, sent = encode("noise")
+    assert bars_rate < 0.6 * bitrate
+    assert 0.8 * bitrate < noise_rate < 1.3 * bitrate
+    assert reads == sent
+
+
+def test_renderer_refuses_an_unknown_pattern() -> None:
+    with pytest.raises(ValueError, match="allowed: bars, noise"):
+        PatternRenderer(320, 240, "x", "plaid")
+
+
 def test_renderer_works_below_the_timecode_minimum() -> None:
     renderer = PatternRenderer(160, 120, "tiny")
     first = renderer.render(0.0, 0).copy()

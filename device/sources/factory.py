@@ -21,6 +21,7 @@ def make_video_source(cfg: CameraConfig, *, name: str) -> tuple[EncodedSource, V
             bitrate=cfg.bitrate,
             keyframe_interval=cfg.keyframe_interval,
             name=name,
+            pattern=cfg.pattern,
         )
         return source, source.info
     raise SourceUnavailable(

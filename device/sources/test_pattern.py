@@ -181,6 +181,12 @@ _BARS = (
     (65, 100, 212),
     (35, 212, 114),
 )
+#: What ``[camera] pattern`` may name: flat bars, or bars with sensor-like grain.
+PATTERNS = ("bars", "noise")
+#: Grain amplitude (luma steps either way) and how many grain pictures cycle:
+#: ±16 already makes libx264 spend a 2 Mbit/s budget at 720p and 1080p.
+_GRAIN = 16
+_GRAIN_PICTURES = 4
 
 
 def glyph_mask(char: str, scale: int) -> np.ndarray:
@@ -241,11 +247,20 @@ class PatternRenderer:
     place from the background, draws the box at its new place, rewrites the
     clock characters that changed and the timecode cells.  A 1280x720 picture
     costs well under a millisecond that way.
+
+    ``pattern="noise"`` adds strong, changing grain to the bars (as a real
+    sensor in dim light does): flat bars compress to a quarter of a 2 Mbit/s
+    target, grain makes the encoder spend all of it, so packetizing and
+    sending cost what they would with a real camera.  The grain comes from a
+    few pictures made once, copied in turn (a copy per picture, no random
+    numbers per picture).
     """
 
-    def __init__(self, width: int, height: int, name: str) -> None:
+    def __init__(self, width: int, height: int, name: str, pattern: str = "bars") -> None:
         if width % 2 or height % 2 or width < 64 or height < 64:
             raise ValueError(f"test pattern needs an even size >= 64x64, not {width}x{height}")
+        if pattern not in PATTERNS:
+            raise ValueError(f"unknown test pattern {pattern!r}; allowed: {', '.join(PATTERNS)}")
         self.width, self.height = width, height
         self._geo = _geometry(width, height)
         self._timecode = timecode.fits(width, height)
@@ -262,6 +277,19 @@ class PatternRenderer:
         }
         self._clock = ""
         self._box_at: tuple[int, int] | None = None
+        self._grain = self._make_grain() if pattern == "noise" else []
+        self._pictures = 0
+
+    def _make_grain(self) -> list[np.ndarray]:
+        """Noisy copies of the bars (luma only), one per picture of the grain cycle."""
+        bars = self._bg_y[: self._geo.strip_top].astype(np.int16)
+        rng = np.random.default_rng(0x9E3779B9)
+        return [
+            np.clip(bars + rng.integers(-_GRAIN, _GRAIN + 1, bars.shape, np.int16), 0, 255).astype(
+                np.uint8
+            )
+            for _ in range(_GRAIN_PICTURES)
+        ]
 
     def _planes(self, buf: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Y, U, V views into a packed yuv420p buffer (the layout ``from_ndarray`` expects)."""
@@ -339,6 +367,10 @@ class PatternRenderer:
         ``t_us`` is wall-clock microseconds (``time.time()``): shown as a clock
         and stamped as a barcode.  Returns the packed yuv420p buffer (reused!).
         """
+        if self._grain:
+            self.y[: self._geo.strip_top] = self._grain[self._pictures % len(self._grain)]
+            self._box_at = None  # the old box is gone with the bars it was drawn on
+        self._pictures += 1
         self._move_box(elapsed)
         self._draw_clock(t_us)
         if self._timecode:
@@ -397,6 +429,7 @@ class TestPatternSource:
         bitrate: int,
         keyframe_interval: int,
         name: str = "peercam",
+        pattern: str = "bars",
     ) -> None:
         if fps <= 0 or keyframe_interval <= 0 or bitrate <= 0:
             raise ValueError("fps, bitrate and keyframe_interval must be positive")
@@ -404,7 +437,7 @@ class TestPatternSource:
         self._bitrate = bitrate
         self._keyframe_interval = keyframe_interval
         self._name = name
-        self._renderer = PatternRenderer(width, height, name)
+        self._renderer = PatternRenderer(width, height, name, pattern)
         self._keyframe_wanted = threading.Event()
         self._thread: threading.Thread | None = None
         self._run: _Run | None = None

@@ -1,74 +1,215 @@
-"""The daemon's CPU with 0, 1, 2, 4 ... viewers watching the same camera.
+"""Server CPU with 0, 1, 2, 4, 8 viewers: peercam's passthrough vs per-viewer encoding.
 
-    .venv/bin/python -m bench.cpu_viewers [--viewers 0,1,4] [--seconds 10] [--size 1280x720]
+    python -m bench.cpu_viewers [--servers peercam,baseline-x264-same,baseline-aiortc]
+        [--sizes 1280x720,1920x1080] [--viewers 0,1,2,4,8] [--seconds 8] [--repeats 3]
+        [--pattern noise] [--decode]
 
-CPU is the daemon process's user+system seconds per wall second (1.0 = one
-core), read from /proc over a window while every viewer keeps decoding.
-The viewers run in this process, so their decoding is not counted.
+CPU is the server process's user+system seconds per wall second (1.0 = one
+core), read from /proc over ``--repeats`` windows of ``--seconds`` while
+every viewer keeps receiving.  Servers (``bench.harness.SERVERS``):
+
+- ``peercam``: the daemon; the test-pattern camera is encoded once (libx264
+  ultrafast in the daemon process, so it *is* counted) and every viewer gets
+  the same access units;
+- ``baseline-aiortc``: ``bench/baseline_server.py``, MediaRelay of raw
+  pictures and aiortc's stock H.264 encoder per viewer;
+- ``baseline-x264-same``: the same, with peercam's libx264 settings per viewer.
+
+The viewers are real aiortc peer connections speaking PROTOCOL.md, in this
+process (never in the measured one).  They do not decode unless ``--decode``
+(see ``bench.nodecode``): 8 decoders would take the 2-core machine from
+the server.  The camera runs with ``pattern = "noise"`` by default so the
+stream really is the configured 2 Mbit/s (flat bars are ~0.5 Mbit/s and
+would understate the per-viewer sending cost).
+
+"CPU per extra viewer" is the least-squares slope of CPU over viewers from 1
+viewer up, using only points where every viewer still got at least 90 % of
+the frame rate (a saturated server cannot spend more CPU, it drops frames).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import statistics
 import time
+from typing import Any
 
-from bench.harness import cpu_seconds, device, machine, rss_mib
-from tests.viewer import Viewer
+from bench.harness import SERVERS, cpu_seconds, machine, rss_mib, serve, write_result
+from bench.nodecode import no_decoding
+from tests.viewer import Viewer, WatchSession
 
 
-async def measure(counts: list[int], seconds: float, width: int, height: int) -> list[tuple]:
-    rows = []
-    async with device(
-        {
-            "camera": {"width": width, "height": height, "bitrate": 2_000_000, "idle_stop": 60.0},
-            "webrtc": {"max_viewers": max(max(counts), 1)},
-        }
-    ) as daemon:
+def slope(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of y over x (None with fewer than two distinct x)."""
+    if len({x for x, _ in points}) < 2:
+        return None
+    mx = statistics.fmean(x for x, _ in points)
+    my = statistics.fmean(y for _, y in points)
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / sxx
+
+
+async def connect_viewers(srv: Any, n: int, tag: str) -> tuple[list[Viewer], list[WatchSession]]:
+    viewers = [Viewer(srv.broker_url, device=srv.device, viewer_id=f"{tag}{i}") for i in range(n)]
+    await asyncio.gather(*(v.connect() for v in viewers))
+    watches = list(await asyncio.gather(*(v.watch(timeout=30) for v in viewers)))
+    return viewers, watches
+
+
+async def close_viewers(viewers: list[Viewer]) -> None:
+    await asyncio.gather(*(v.close() for v in viewers), return_exceptions=True)
+
+
+async def measure_server(
+    kind: str, size: tuple[int, int], counts: list[int], args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    fps = args.fps
+    async with serve(kind, size=size, fps=fps, pattern=args.pattern, max_viewers=16) as srv:
         for n in counts:
-            viewers = [
-                Viewer(daemon.broker_url, device=daemon.device, viewer_id=f"cpu{i}")
-                for i in range(n)
-            ]
-            for v in viewers:
-                await v.connect()
-            watches = [await v.watch() for v in viewers]
-            for w in watches:
-                await w.wait_frames(30, timeout=20)
-            frames_before = [w.frames for w in watches]
-            cpu0, t0 = cpu_seconds(daemon.pid), time.monotonic()
-            await asyncio.sleep(seconds)
-            cpu1, t1 = cpu_seconds(daemon.pid), time.monotonic()
-            fps = [(w.frames - f) / (t1 - t0) for w, f in zip(watches, frames_before, strict=True)]
-            rows.append((n, (cpu1 - cpu0) / (t1 - t0), rss_mib(daemon.pid), fps))
-            for v in viewers:
-                await v.close()
+            viewers, watches = await connect_viewers(srv, n, f"cpu{n}x")
+            try:
+                for w in watches:  # all flowing (a saturated server may be slow: don't fail)
+                    with contextlib.suppress(AssertionError):
+                        await w.wait_frames(10, timeout=20)
+                await asyncio.sleep(args.settle)
+                windows = []
+                for _ in range(args.repeats):
+                    frames0 = [w.frames for w in watches]
+                    cpu0, t0 = cpu_seconds(srv.pid), time.monotonic()
+                    await asyncio.sleep(args.seconds)
+                    cpu1, t1 = cpu_seconds(srv.pid), time.monotonic()
+                    wall = t1 - t0
+                    windows.append(
+                        {
+                            "cpu": round((cpu1 - cpu0) / wall, 4),
+                            "fps": [
+                                round((w.frames - f) / wall, 2)
+                                for w, f in zip(watches, frames0, strict=True)
+                            ],
+                        }
+                    )
+                cpus = [w["cpu"] for w in windows]
+                all_fps = [f for w in windows for f in w["fps"]]
+                row = {
+                    "server": kind,
+                    "size": f"{size[0]}x{size[1]}",
+                    "viewers": n,
+                    "cpu_median": round(statistics.median(cpus), 4),
+                    "cpu_min": min(cpus),
+                    "cpu_max": max(cpus),
+                    "fps_min": min(all_fps) if all_fps else None,
+                    "fps_median": round(statistics.median(all_fps), 2) if all_fps else None,
+                    "rss_mib": round(rss_mib(srv.pid), 1),
+                    "windows": windows,
+                }
+                rows.append(row)
+                print(
+                    f"  {kind:19s} {row['size']:9s} {n:2d} viewers: CPU {row['cpu_median']:.3f} "
+                    f"({row['cpu_min']:.3f}-{row['cpu_max']:.3f}), fps min "
+                    f"{row['fps_min'] if all_fps else '-'}",
+                    flush=True,
+                )
+            finally:
+                await close_viewers(viewers)
             await asyncio.sleep(1.0)
     return rows
 
 
+def per_viewer(rows: list[dict[str, Any]], fps: int) -> dict[str, Any]:
+    """Slope of CPU over viewers (unsaturated points, n >= 1) and where saturation began."""
+    good = [
+        (r["viewers"], r["cpu_median"])
+        for r in rows
+        if r["viewers"] >= 1 and r["fps_min"] is not None and r["fps_min"] >= 0.9 * fps
+    ]
+    saturated = [
+        r["viewers"] for r in rows if r["viewers"] >= 1 and (r["fps_min"] or 0) < 0.9 * fps
+    ]
+    one = next((r["cpu_median"] for r in rows if r["viewers"] == 1), None)
+    return {
+        "cpu_per_extra_viewer": None if (s := slope(good)) is None else round(s, 4),
+        "points_used": [n for n, _ in good],
+        "saturated_at": min(saturated) if saturated else None,
+        "cpu_one_viewer": one,
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = ["server              | size      | viewers | CPU median (min-max) | fps min | RSS MiB"]
+    for r in rows:
+        fps = "-" if r["fps_min"] is None else f"{r['fps_min']:.1f}"
+        lines.append(
+            f"{r['server']:19s} | {r['size']:9s} | {r['viewers']:7d} | "
+            f"{r['cpu_median']:6.3f} ({r['cpu_min']:.3f}-{r['cpu_max']:.3f}) | "
+            f"{fps:>7s} | {r['rss_mib']:7.1f}"
+        )
+    return "\n".join(lines)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    servers = args.servers.split(",")
+    for kind in servers:
+        if kind not in SERVERS:
+            raise SystemExit(f"unknown server {kind!r}; allowed: {', '.join(SERVERS)}")
+    sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
+    counts = [int(x) for x in args.viewers.split(",")]
+    rows: list[dict[str, Any]] = []
+    with contextlib.nullcontext() if args.decode else no_decoding():
+        for size in sizes:
+            for kind in servers:
+                rows += await measure_server(kind, size, counts, args)  # type: ignore[arg-type]
+    slopes = {}
+    for size in sizes:
+        label = f"{size[0]}x{size[1]}"
+        for kind in servers:
+            mine = [r for r in rows if r["server"] == kind and r["size"] == label]
+            slopes[f"{kind} {label}"] = per_viewer(mine, args.fps)
+    return {"rows": rows, "per_viewer": slopes}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--viewers", default="0,1,2,4")
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--size", default="1280x720")
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--sizes", default="1280x720,1920x1080")
+    parser.add_argument("--viewers", default="0,1,2,4,8")
+    parser.add_argument("--fps", type=int, default=30)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--settle", type=float, default=2.0, help="seconds before measuring")
+    parser.add_argument("--pattern", choices=("bars", "noise"), default="noise")
+    parser.add_argument("--decode", action="store_true", help="viewers decode (more load)")
+    parser.add_argument("--json", help="write here instead of bench/results/cpu_viewers.json")
+    parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args()
-    counts = [int(x) for x in args.viewers.split(",")]
-    width, height = (int(x) for x in args.size.split("x"))
-    rows = asyncio.run(measure(counts, args.seconds, width, height))
-    print(f"machine: {machine()}")
-    print(f"daemon CPU at {args.size}@30, test pattern, {args.seconds:.0f} s windows")
-    print("viewers | CPU (cores) | RSS MiB | received fps per viewer")
-    base = rows[0][1]
-    for n, cpu, rss, fps in rows:
-        fps_text = ", ".join(f"{f:.1f}" for f in fps) or "-"
-        print(f"{n:7d} | {cpu:11.3f} | {rss:7.1f} | {fps_text}")
-    by_n = {n: cpu for n, cpu, _, _ in rows}
-    if 1 in by_n and 4 in by_n:
-        print(f"CPU 4 viewers / 1 viewer: {by_n[4] / by_n[1]:.2f}x")
-        print(f"CPU per extra viewer (1 -> 4): {(by_n[4] - by_n[1]) / 3:.3f} cores")
-    if 0 in by_n:
-        print(f"(0 viewers = camera off, idle daemon: {base:.3f} cores)")
+    print(f"machine: {machine()}", flush=True)
+    result = asyncio.run(run(args))
+    print()
+    print(table(result["rows"]))
+    print()
+    print("CPU per extra viewer (cores, slope over unsaturated points):")
+    for key, pv in result["per_viewer"].items():
+        slope_text = "n/a" if pv["cpu_per_extra_viewer"] is None else pv["cpu_per_extra_viewer"]
+        sat = f", saturated from {pv['saturated_at']} viewers" if pv["saturated_at"] else ""
+        print(f"  {key:32s} {slope_text} (points {pv['points_used']}{sat})")
+    ratios = {}
+    for key, pv in result["per_viewer"].items():
+        kind, label = key.split(" ")
+        ours = result["per_viewer"].get(f"peercam {label}", {}).get("cpu_per_extra_viewer")
+        theirs = pv["cpu_per_extra_viewer"]
+        if kind != "peercam" and ours and theirs:
+            ratios[key] = round(theirs / ours, 1)
+            print(f"  ratio {key} / peercam: {ratios[key]}x")
+    result["ratios"] = ratios
+    result["settings"] = {k: v for k, v in vars(args).items() if k not in ("json",)}
+    path = write_result("cpu_viewers", result, args.json)
+    print(f"written: {path}")
+    if not args.no_plot:
+        from bench.report import plot_cpu
+
+        print(f"plot: {plot_cpu(result, path.with_suffix('.png'))}")
 
 
 if __name__ == "__main__":

@@ -207,6 +207,8 @@ class WatchSession:
                 self._track_errors.append(f"{track.kind}: {type(exc).__name__}: {exc}")
                 break
             now = time.monotonic()
+            if track.kind == "video" and self.viewer.frame_hook is not None:
+                self.viewer.frame_hook(self, frame)  # benchmarks: timecode, sizes
             if track.kind == "video":
                 if self.first_frame_at is None:
                     self.first_frame_at = now
@@ -378,6 +380,8 @@ class Viewer:
         self._changed: asyncio.Condition | None = None
         self.connected = False
         self.disconnect_error: str | None = None
+        #: Called with (session, frame) for every decoded video frame (benchmarks).
+        self.frame_hook: Callable[[WatchSession, Any], None] | None = None
 
     # --- connection -------------------------------------------------------------
 

@@ -207,8 +207,10 @@ async def serve(
     pattern: str = "noise",
     max_viewers: int = 16,
     idr_on_join: bool = True,
+    idle_stop: float = 60.0,
     host_networks: Sequence[str] = ("127.0.0.1/32",),
     broker_listen: Sequence[str] = (),
+    broker_nodelay: bool = False,
 ) -> AsyncIterator[Server]:
     """Mosquitto (TCP + WebSockets on 127.0.0.1) and one server of ``kind`` (see SERVERS).
 
@@ -222,6 +224,8 @@ async def serve(
         ws_port = free_port()
         port_for_ns = free_port()
         extra = [f"listener {ws_port} 127.0.0.1", "protocol websockets"]
+        if broker_nodelay:  # Mosquitto's default is false: Nagle on its client sockets
+            extra.insert(0, "set_tcp_nodelay true")
         for address in broker_listen:
             extra += [f"listener {port_for_ns} {address}", "protocol mqtt"]
         broker = MosquittoBroker(Path(tmp) / "mosquitto", extra_config="\n".join(extra))
@@ -240,7 +244,7 @@ async def serve(
                                 "fps": fps,
                                 "bitrate": bitrate,
                                 "pattern": pattern,
-                                "idle_stop": 60.0,
+                                "idle_stop": idle_stop,
                             },
                             "webrtc": {
                                 "max_viewers": max_viewers,

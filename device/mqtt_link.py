@@ -12,6 +12,7 @@ import asyncio
 import logging
 import random
 import re
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,6 +21,9 @@ from dataclasses import dataclass
 import aiomqtt
 
 from .config import MqttConfig
+
+#: TCP_NODELAY for the broker connection (aiomqtt applies it to plain and TLS sockets).
+NO_DELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 log = logging.getLogger("peercam.mqtt")
 
@@ -119,6 +123,10 @@ class MqttLink:
             tls_context=tls_context,
             max_queued_outgoing_messages=1000,
             logger=logging.getLogger("peercam.mqtt.paho"),
+            # No Nagle: signaling is small request/response messages, and paho
+            # writes a PUBACK and the reply separately, so the reply would wait
+            # for the broker's delayed ACK (~40 ms per answer and welcome).
+            socket_options=[NO_DELAY],
         )
 
     async def connect_once(self, timeout: float = 10.0) -> None:

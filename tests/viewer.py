@@ -412,6 +412,8 @@ class Viewer:
             clean_session=True,
             keepalive=self.keepalive,
             timeout=timeout,
+            # As browsers do: no Nagle, so a reply never waits for a delayed ACK.
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
         async with asyncio.timeout(timeout):
             await client.__aenter__()

@@ -36,7 +36,7 @@ import statistics
 import time
 from typing import Any
 
-from bench.harness import SERVERS, cpu_seconds, machine, rss_mib, serve, write_result
+from bench.harness import SERVERS, cpu_seconds, machine, rss_mib, run_bench, serve, write_result
 from bench.nodecode import no_decoding
 from tests.viewer import Viewer, WatchSession
 
@@ -185,7 +185,7 @@ def main() -> None:
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args()
     print(f"machine: {machine()}", flush=True)
-    result = asyncio.run(run(args))
+    result = run_bench(run(args))
     print()
     print(table(result["rows"]))
     print()

@@ -31,7 +31,7 @@ import asyncio
 import random
 from typing import Any
 
-from bench.harness import machine, serve, stats, summary, write_result
+from bench.harness import machine, run_bench, serve, stats, summary, write_result
 from tests.viewer import Viewer
 
 
@@ -157,7 +157,7 @@ def main() -> None:
     parser.add_argument("--json", help="write here instead of bench/results/first_frame.json")
     args = parser.parse_args()
     print(f"machine: {machine()}", flush=True)
-    rows = asyncio.run(run(args))
+    rows = run_bench(run(args))
     settings = {k: v for k, v in vars(args).items() if k != "json"}
     print(
         f"written: {write_result('first_frame', {'settings': settings, 'rows': rows}, args.json)}"

@@ -17,14 +17,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tests.daemon_proc import DaemonProcess, StatusWatcher, default_config, merge_config
 from tests.mosquitto import MosquittoBroker, free_port
+
+T = TypeVar("T")
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -178,6 +180,18 @@ def _env(**values: str) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = old
+
+
+def run_bench(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)``, with SIGTERM cancelling it so servers and brokers are torn down."""
+
+    async def guarded() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        return await main
+
+    return asyncio.run(guarded())
 
 
 def _spawn(cmd: list[str], log_path: Path) -> subprocess.Popen[bytes]:

@@ -5,8 +5,9 @@
 
 What a user writes with aiortc's own media path, following its webcam
 example: one camera track producing raw pictures, a ``MediaRelay`` handing
-it to every viewer, and one ``RTCPeerConnection`` per viewer whose sender
-runs aiortc's H.264 encoder on those pictures.  The camera is the same test
+it to every viewer (unbuffered: the latest picture wins), and one
+``RTCPeerConnection`` per viewer whose sender runs aiortc's H.264 encoder on
+those pictures.  The camera is the same test
 pattern as peercam's (same renderer, same grain, same capture-time barcode),
 rendered once per frame; only the encoding differs.
 
@@ -203,7 +204,12 @@ class BaselineServer:
             await self.close(viewer, sid)
             pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
             self.sessions[(viewer, sid)] = pc
-            transceiver = pc.addTransceiver(self.relay.subscribe(self.camera), direction="sendonly")
+            # buffered=False: each viewer takes the latest picture.  With the
+            # default (True) a per-viewer encoder slower than the camera makes
+            # the relay's queue grow without bound (aiortc #1091 / #925); at
+            # 1080p that is ~90 MB/s and would take the machine down.
+            relayed = self.relay.subscribe(self.camera, buffered=False)
+            transceiver = pc.addTransceiver(relayed, direction="sendonly")
             transceiver.setCodecPreferences(h264_preferences())
             await pc.setRemoteDescription(RTCSessionDescription(sdp=msg["sdp"], type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())

@@ -1,7 +1,7 @@
 """Time to first frame: ``hello`` (and ``offer``) to the first decoded / displayed frame.
 
     python -m bench.first_frame [--runs 20] [--size 1280x720] [--viewers python,chromium]
-        [--servers peercam,baseline-x264-same] [--cold]
+        [--servers peercam,baseline-aiortc] [--cold]
 
 Real Mosquitto, the real server, all on 127.0.0.1. Each run is a fresh
 session from a viewer that stays connected to the broker (as a dashboard
@@ -144,7 +144,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--size", default="1280x720")
-    parser.add_argument("--servers", default="peercam")
+    parser.add_argument("--servers", default="peercam,baseline-aiortc")
     parser.add_argument(
         "--viewers", default="python,chromium,chromium-trickle", help="python, chromium[-trickle]"
     )

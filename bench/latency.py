@@ -1,6 +1,6 @@
 """Glass-to-glass latency: capture time stamped in the picture vs the viewer's clock.
 
-    python -m bench.latency [--servers peercam,baseline-x264-same] [--seconds 15]
+    python -m bench.latency [--servers peercam,baseline-x264-same,baseline-aiortc] [--seconds 15]
         [--size 1280x720] [--no-slow] [--no-chromium]
 
 The test pattern stamps its capture time (``time.time()`` in microseconds,
@@ -203,7 +203,7 @@ def fmt(s: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--servers", default="peercam,baseline-x264-same")
+    parser.add_argument("--servers", default="peercam,baseline-x264-same,baseline-aiortc")
     parser.add_argument("--size", default="1280x720")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--pattern", choices=("bars", "noise"), default="noise")

@@ -120,8 +120,9 @@ async def scenario(
                 stats(v)["median"] for v in per_session.values()
             ]
             result["python_unreadable"] = meter.unreadable
-            result["keyframes_per_viewer_per_s"] = round(
-                sum(meter.keyframes.values()) / max(1, len(meter.keyframes)) / seconds, 2
+            counted = len(viewers)  # Python viewers decode and flag key frames
+            result["keyframes_per_viewer_per_s"] = (
+                round(sum(meter.keyframes.values()) / counted / seconds, 2) if counted else None
             )
             if chromium_viewer is not None:
                 data = await chromium_viewer.take_latency()

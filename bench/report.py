@@ -1,8 +1,10 @@
-"""Turn ``bench/results/*.json`` into ``bench/RESULTS.md`` and the CPU plot.
+"""Turn ``bench/results/*.json`` into the tables of ``bench/RESULTS.md`` and the CPU plot.
 
     python -m bench.report            # after running the benchmarks
 
-The plot needs matplotlib (``pip install -e '.[bench]'``).
+The tables go between the ``<!-- tables -->`` and ``<!-- /tables -->``
+markers of RESULTS.md; the text around them (findings, caveats) is written
+by hand.  The plot needs matplotlib (``pip install -e '.[bench]'``).
 """
 
 from __future__ import annotations
@@ -72,11 +74,169 @@ def load(name: str) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _ms(st: dict[str, Any] | None) -> str:
+    if not st or not st.get("n"):
+        return "–"
+    return f"{st['median']:.0f} / {st['p95']:.0f}"
+
+
+def machine_table(data: dict[str, Any]) -> list[str]:
+    m = data["machine"]
+    v = m["versions"]
+    return [
+        "| machine | |",
+        "|---|---|",
+        f"| CPU | {m['cpu']}, {m['cores']} cores (shared with other engineers' test runs) |",
+        f"| kernel | {m['kernel']} |",
+        f"| Python | {m['python']} |",
+        f"| aiortc / PyAV / aiomqtt / numpy | {v['aiortc']} / {v['av']} / {v['aiomqtt']} / "
+        f"{v['numpy']} |",
+        f"| Chromium | {m['chromium']} |",
+        f"| load average when the CPU run started | {m['loadavg_at_start']} |",
+    ]
+
+
+def cpu_tables(data: dict[str, Any]) -> list[str]:
+    out = [
+        "| server | size | viewers | CPU cores, median (min–max) | min fps of any viewer |",
+        "|---|---|---:|---|---:|",
+    ]
+    for r in data["rows"]:
+        fps = "–" if r["fps_min"] is None else f"{r['fps_min']:.1f}"
+        out.append(
+            f"| {r['server']} | {r['size']} | {r['viewers']} | {r['cpu_median']:.3f} "
+            f"({r['cpu_min']:.3f}–{r['cpu_max']:.3f}) | {fps} |"
+        )
+    out += [
+        "",
+        "| server, size | CPU per extra viewer (cores) | from points | saturated at | "
+        "ratio to peercam |",
+        "|---|---:|---|---:|---:|",
+    ]
+    for key, pv in data["per_viewer"].items():
+        slope = pv["cpu_per_extra_viewer"]
+        ratio = data.get("ratios", {}).get(key)
+        out.append(
+            f"| {key} | {'–' if slope is None else f'{slope:.4f}'} | {pv['points_used']} | "
+            f"{pv['saturated_at'] or '–'} | {'–' if ratio is None else f'{ratio}×'} |"
+        )
+    return out
+
+
+def ttff_table(data: dict[str, Any], title: str) -> list[str]:
+    out = [
+        f"{title}",
+        "",
+        "| server | IDR on join | viewer | hello→frame median / p95 ms | "
+        "offer→frame median / p95 ms | runs |",
+        "|---|---|---|---|---|---:|",
+    ]
+    for r in data["rows"]:
+        out.append(
+            f"| {r['server']} | {'on' if r['idr_on_join'] else 'off'} | {r['viewer']} | "
+            f"{_ms(r['hello_ms_stats'])} | {_ms(r['offer_ms_stats'])} | "
+            f"{r['hello_ms_stats']['n']} |"
+        )
+    return out
+
+
+def latency_table(data: dict[str, Any]) -> list[str]:
+    out = [
+        "| server | viewers | measured by | g2g median / p95 ms | others | IDR/s per viewer |",
+        "|---|---|---|---|---|---:|",
+    ]
+    for r in data["rows"]:
+        if r["with_chromium"]:
+            who = "Chromium (to display)"
+            g2g = _ms(r.get("chromium_g2g_ms"))
+            other = f"capture→received {_ms(r.get('chromium_network_ms'))}"
+        else:
+            who = "Python viewers (to decoded)"
+            g2g = _ms(r.get("python_g2g_ms"))
+            other = "per-viewer medians " + ", ".join(
+                f"{x:.0f}" for x in r.get("python_per_viewer_median_ms") or [] if x is not None
+            )
+        slow = r.get("slow_viewer")
+        if slow:
+            if slow.get("event") == "done":
+                other += (
+                    f"; slow viewer: {slow['fps']} fps, g2g {_ms(slow['g2g_ms'])}, "
+                    f"{slow['keyframes']} IDRs"
+                )
+            else:
+                other += f"; slow viewer failed: {slow.get('error')}"
+        idr = r["keyframes_per_viewer_per_s"]
+        out.append(
+            f"| {r['server']} | {r['viewers']} | {who} | {g2g} | {other} | "
+            f"{'–' if idr is None else idr} |"
+        )
+    return out
+
+
+def memory_tables(data: dict[str, Any]) -> list[str]:
+    servers = list(dict.fromkeys(r["server"] for r in data["rows"]))
+    counts = list(dict.fromkeys(str(r["viewers"]) for r in data["rows"]))
+    out = [
+        "| server | "
+        + " | ".join(f"{c} viewers" if c != "after" else "after all left" for c in counts)
+        + " |",
+        "|---|" + "---:|" * len(counts),
+    ]
+    for server in servers:
+        by = {str(r["viewers"]): r["rss_mib"] for r in data["rows"] if r["server"] == server}
+        out.append(f"| {server} | " + " | ".join(f"{by.get(c, '–')}" for c in counts) + " |")
+    soak = data.get("soak")
+    if soak:
+        out += [
+            "",
+            f"Soak (peercam, {soak['minutes']} min, 4 viewers + one joining and leaving every "
+            f"5 s = {soak['churned_sessions']} sessions): RSS {soak['rss_first_mib']} → "
+            f"{soak['rss_last_mib']} MiB, growth **{soak['growth_mib_per_hour']} MiB/h** "
+            "(least-squares slope after the first minute).",
+        ]
+    return out
+
+
+def tables() -> str:
+    parts: list[str] = []
+    cpu = load("cpu_viewers")
+    if cpu:
+        parts += ["### Machine", "", *machine_table(cpu), ""]
+        parts += ["### CPU per viewer", "", "![CPU vs viewers](results/cpu_viewers.png)", ""]
+        parts += [*cpu_tables(cpu), ""]
+    ff = load("first_frame")
+    if ff:
+        parts += ["### Time to first frame (ms)", ""]
+        parts += [*ttff_table(ff, "Mosquitto with its default settings:"), ""]
+    ffn = load("first_frame_broker_nodelay")
+    if ffn:
+        parts += [*ttff_table(ffn, "Mosquitto with `set_tcp_nodelay true`:"), ""]
+    lat = load("latency")
+    if lat:
+        parts += ["### Glass-to-glass latency (ms)", "", *latency_table(lat), ""]
+    mem = load("memory")
+    if mem:
+        parts += ["### Memory (RSS, MiB)", "", *memory_tables(mem), ""]
+    return "\n".join(parts)
+
+
+def write_tables() -> Path:
+    text = RESULTS_MD.read_text(encoding="utf-8") if RESULTS_MD.exists() else ""
+    start, end = "<!-- tables -->", "<!-- /tables -->"
+    block = f"{start}\n<!-- written by python -m bench.report -->\n\n{tables()}\n{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = f"# Benchmark results\n\n{block}\n" + text
+    RESULTS_MD.write_text(text, encoding="utf-8")
+    return RESULTS_MD
+
+
 def main() -> None:
     cpu = load("cpu_viewers")
     if cpu is not None:
         print(f"plot: {plot_cpu(cpu, RESULTS / 'cpu_viewers.png')}")
-    print(f"results in {RESULTS}; {RESULTS_MD.name} is written by hand from them")
+    print(f"tables: {write_tables()}")
 
 
 if __name__ == "__main__":

@@ -118,8 +118,24 @@ async def measure_server(
     return rows
 
 
+def per_frame(rows: list[dict[str, Any]]) -> tuple[float | None, float | None]:
+    """CPU per delivered viewer-frame: the fit ``cpu = fixed + per_frame * sum(viewer fps)``.
+
+    Fitted over every window with at least one viewer.  Unlike the slope over
+    viewers it stays meaningful when a starved server (or a starved machine:
+    other people's tests) delivers fewer frames: fewer frames, less work.
+    Returns (fixed cores, core-seconds per viewer-frame).
+    """
+    points = [(sum(w["fps"]), w["cpu"]) for r in rows if r["viewers"] >= 1 for w in r["windows"]]
+    b = slope(points)
+    if b is None:
+        return None, None
+    a = statistics.fmean(y for _, y in points) - b * statistics.fmean(x for x, _ in points)
+    return a, b
+
+
 def per_viewer(rows: list[dict[str, Any]], fps: int) -> dict[str, Any]:
-    """Slope of CPU over viewers (unsaturated points, n >= 1) and where saturation began."""
+    """Slope of CPU over viewers (unsaturated points, n >= 1), saturation, per-frame fit."""
     good = [
         (r["viewers"], r["cpu_median"])
         for r in rows
@@ -129,12 +145,32 @@ def per_viewer(rows: list[dict[str, Any]], fps: int) -> dict[str, Any]:
         r["viewers"] for r in rows if r["viewers"] >= 1 and (r["fps_min"] or 0) < 0.9 * fps
     ]
     one = next((r["cpu_median"] for r in rows if r["viewers"] == 1), None)
+    fixed, frame_cost = per_frame(rows)
     return {
+        "cpu_per_viewer_frame_ms": None if frame_cost is None else round(frame_cost * 1000, 4),
+        "cpu_per_extra_viewer_at_fps": None if frame_cost is None else round(frame_cost * fps, 4),
+        "fixed_cpu_fit": None if fixed is None else round(fixed, 4),
         "cpu_per_extra_viewer": None if (s := slope(good)) is None else round(s, 4),
         "points_used": [n for n, _ in good],
         "saturated_at": min(saturated) if saturated else None,
         "cpu_one_viewer": one,
     }
+
+
+def ratios(per: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Baseline / peercam for both per-viewer measures, per picture size."""
+    out: dict[str, dict[str, float | None]] = {}
+    for key, pv in per.items():
+        kind, label = key.split(" ")
+        ours = per.get(f"peercam {label}")
+        if kind == "peercam" or ours is None:
+            continue
+        entry: dict[str, float | None] = {}
+        for measure in ("cpu_per_extra_viewer", "cpu_per_viewer_frame_ms"):
+            a, b = pv.get(measure), ours.get(measure)
+            entry[measure] = round(a / b, 1) if a and b and b > 0 else None
+        out[key] = entry
+    return out
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -194,15 +230,15 @@ def main() -> None:
         slope_text = "n/a" if pv["cpu_per_extra_viewer"] is None else pv["cpu_per_extra_viewer"]
         sat = f", saturated from {pv['saturated_at']} viewers" if pv["saturated_at"] else ""
         print(f"  {key:32s} {slope_text} (points {pv['points_used']}{sat})")
-    ratios = {}
+    print("CPU per delivered viewer-frame (ms of CPU; fit over all windows):")
     for key, pv in result["per_viewer"].items():
-        kind, label = key.split(" ")
-        ours = result["per_viewer"].get(f"peercam {label}", {}).get("cpu_per_extra_viewer")
-        theirs = pv["cpu_per_extra_viewer"]
-        if kind != "peercam" and ours and theirs:
-            ratios[key] = round(theirs / ours, 1)
-            print(f"  ratio {key} / peercam: {ratios[key]}x")
-    result["ratios"] = ratios
+        print(
+            f"  {key:32s} {pv['cpu_per_viewer_frame_ms']} ms/frame = "
+            f"{pv['cpu_per_extra_viewer_at_fps']} cores per viewer at {args.fps} fps"
+        )
+    result["ratios"] = ratios(result["per_viewer"])
+    for key, ratio in result["ratios"].items():
+        print(f"  ratio {key} / peercam: {ratio}")
     result["settings"] = {k: v for k, v in vars(args).items() if k not in ("json",)}
     path = write_result("cpu_viewers", result, args.json)
     print(f"written: {path}")

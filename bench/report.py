@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.cpu_viewers import per_viewer, ratios
 from bench.harness import RESULTS
 
 RESULTS_MD = Path(__file__).parent / "RESULTS.md"
@@ -107,18 +108,34 @@ def cpu_tables(data: dict[str, Any]) -> list[str]:
             f"| {r['server']} | {r['size']} | {r['viewers']} | {r['cpu_median']:.3f} "
             f"({r['cpu_min']:.3f}–{r['cpu_max']:.3f}) | {fps} |"
         )
+    fps = data.get("settings", {}).get("fps", 30)
+    per = {}
+    for r in data["rows"]:
+        per.setdefault(f"{r['server']} {r['size']}", []).append(r)
+    fits = {key: per_viewer(rows, fps) for key, rows in per.items()}
+    rel = ratios(fits)
     out += [
         "",
-        "| server, size | CPU per extra viewer (cores) | from points | saturated at | "
-        "ratio to peercam |",
-        "|---|---:|---|---:|---:|",
+        "| server, size | CPU per delivered viewer-frame (ms) | = cores per extra viewer at "
+        f"{fps} fps | ratio to peercam | slope over unsaturated points (cores/viewer) | "
+        "points | ratio |",
+        "|---|---:|---:|---:|---:|---|---:|",
     ]
-    for key, pv in data["per_viewer"].items():
-        slope = pv["cpu_per_extra_viewer"]
-        ratio = data.get("ratios", {}).get(key)
+
+    def num(x: float | None, f: str = ".4f") -> str:
+        return "–" if x is None else format(x, f)
+
+    def times(x: float | None) -> str:
+        return "–" if x is None else f"{x:.1f}×"
+
+    for key, pv in fits.items():
+        r = rel.get(key, {})
         out.append(
-            f"| {key} | {'–' if slope is None else f'{slope:.4f}'} | {pv['points_used']} | "
-            f"{pv['saturated_at'] or '–'} | {'–' if ratio is None else f'{ratio}×'} |"
+            f"| {key} | {num(pv['cpu_per_viewer_frame_ms'], '.3f')} | "
+            f"{num(pv['cpu_per_extra_viewer_at_fps'])} | "
+            f"{times(r.get('cpu_per_viewer_frame_ms'))} | "
+            f"{num(pv['cpu_per_extra_viewer'])} | {pv['points_used']} | "
+            f"{times(r.get('cpu_per_extra_viewer'))} |"
         )
     return out
 

@@ -25,13 +25,13 @@ from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from .hub import MediaHub
+from .keyframes import KeyframeRequestLimiter
 from .protocol import ByeReason, ErrorCode, IceCandidate, ProtocolError
 from .tracks import PassthroughTrack
 
 log = logging.getLogger("peercam.session")
 
 H264_PROFILE = "42e01f"  # constrained baseline, level 3.1: decodes everywhere, Safari included
-KEYFRAME_REQUEST_GAP = 0.5  # seconds between honoured PLI/FIR from one viewer
 
 
 def describe(exc: BaseException, empty: str = "") -> str:
@@ -93,7 +93,7 @@ class Session:
         self._tracks: list[PassthroughTrack] = []
         self._timer: asyncio.TimerHandle | None = None
         self._close_task: asyncio.Task[None] | None = None
-        self._last_keyframe_request = 0.0
+        self._keyframe_limiter = KeyframeRequestLimiter()  # PLI/FIR backoff per viewer
         self.state = SessionState.NEW
         self.created = time.monotonic()
         self.connected_at: float | None = None
@@ -203,10 +203,8 @@ class Session:
         """aiortc turns PLI/FIR into a flag for its own encoder; we have none, so ask the hub."""
 
         def on_keyframe_request() -> None:
-            now = time.monotonic()
-            if now - self._last_keyframe_request < KEYFRAME_REQUEST_GAP:
+            if not self._keyframe_limiter.allow(time.monotonic()):
                 return
-            self._last_keyframe_request = now
             self.keyframe_requests += 1
             self._video_hub.request_keyframe(f"PLI/FIR from {self.label}")
 

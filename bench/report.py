@@ -140,6 +140,34 @@ def cpu_tables(data: dict[str, Any]) -> list[str]:
     return out
 
 
+def cpu_runs_table(paths: list[Path]) -> list[str]:
+    """The per-viewer-frame CPU of each full run side by side: the spread between runs."""
+    fits: dict[str, dict[str, dict[str, Any]]] = {}
+    loads: dict[str, float] = {}
+    for path in paths:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        loads[path.stem] = data["machine"]["loadavg_at_start"][0]
+        fps = data.get("settings", {}).get("fps", 30)
+        per: dict[str, list[dict[str, Any]]] = {}
+        for r in data["rows"]:
+            per.setdefault(f"{r['server']} {r['size']}", []).append(r)
+        fits[path.stem] = {key: per_viewer(rows, fps) for key, rows in per.items()}
+    keys = list(dict.fromkeys(k for f in fits.values() for k in f))
+    out = [
+        "CPU per delivered viewer-frame (ms) in each full run (load average at its start):",
+        "",
+        "| server, size | " + " | ".join(f"{name} (load {loads[name]})" for name in fits) + " |",
+        "|---|" + "---:|" * len(fits),
+    ]
+    for key in keys:
+        cells = []
+        for f in fits.values():
+            v = f.get(key, {}).get("cpu_per_viewer_frame_ms")
+            cells.append("–" if v is None else f"{v:.2f}")
+        out.append(f"| {key} | " + " | ".join(cells) + " |")
+    return out
+
+
 def ttff_table(data: dict[str, Any], title: str) -> list[str]:
     out = [
         f"{title}",
@@ -221,6 +249,9 @@ def tables() -> str:
         parts += ["### Machine", "", *machine_table(cpu), ""]
         parts += ["### CPU per viewer", "", "![CPU vs viewers](results/cpu_viewers.png)", ""]
         parts += [*cpu_tables(cpu), ""]
+    runs = sorted(RESULTS.glob("cpu_viewers*.json"))
+    if len(runs) > 1:
+        parts += [*cpu_runs_table(runs), ""]
     ff = load("first_frame")
     if ff:
         parts += ["### Time to first frame (ms)", ""]

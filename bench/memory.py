@@ -11,7 +11,7 @@ The soak (peercam only) keeps 4 viewers watching and one more that joins
 and leaves every ``--churn-seconds`` (so leaked sessions, tasks or queues
 would show), samples RSS every 10 s, and reports growth per hour as the
 least-squares slope over the samples after the first minute (allocator
-warm-up).  This is a short soak: issue 8 has the long one.
+warm-up) and over the second half of the soak.  This is a short soak: issue 8 has the long one.
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             await close_viewers(viewers)
     late = [(t, r) for t, r in samples if t >= 60]
     growth = slope(late)
+    half = slope(samples[len(samples) // 2 :])
     return {
         "minutes": args.soak_minutes,
         "steady_viewers": 4,
@@ -86,6 +87,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         "rss_first_mib": round(samples[0][1], 1) if samples else None,
         "rss_last_mib": round(samples[-1][1], 1) if samples else None,
         "growth_mib_per_hour": None if growth is None else round(growth * 3600, 2),
+        "growth_second_half_mib_per_hour": None if half is None else round(half * 3600, 2),
         "samples": [(round(t, 1), round(r, 2)) for t, r in samples],
     }
 
@@ -123,7 +125,8 @@ def main() -> None:
         print(
             f"soak {s['minutes']} min, 4 viewers + {s['churned_sessions']} churned sessions: "
             f"RSS {s['rss_first_mib']} -> {s['rss_last_mib']} MiB, "
-            f"growth {s['growth_mib_per_hour']} MiB/h (slope after the first minute)"
+            f"growth {s['growth_mib_per_hour']} MiB/h after the first minute, "
+            f"{s['growth_second_half_mib_per_hour']} MiB/h over the second half"
         )
     settings = {k: v for k, v in vars(args).items() if k != "json"}
     print(f"written: {write_result('memory', {'settings': settings, **result}, args.json)}")

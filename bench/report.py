@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.cpu_viewers import per_viewer, ratios
+from bench.cpu_viewers import per_viewer, ratios, slope
 from bench.harness import RESULTS
 
 RESULTS_MD = Path(__file__).parent / "RESULTS.md"
@@ -231,13 +231,18 @@ def memory_tables(data: dict[str, Any]) -> list[str]:
         by = {str(r["viewers"]): r["rss_mib"] for r in data["rows"] if r["server"] == server}
         out.append(f"| {server} | " + " | ".join(f"{by.get(c, '–')}" for c in counts) + " |")
     soak = data.get("soak")
+    if soak and "growth_second_half_mib_per_hour" not in soak:
+        samples = soak["samples"]
+        half = slope([tuple(x) for x in samples[len(samples) // 2 :]])
+        soak["growth_second_half_mib_per_hour"] = None if half is None else round(half * 3600, 2)
     if soak:
         out += [
             "",
             f"Soak (peercam, {soak['minutes']} min, 4 viewers + one joining and leaving every "
             f"5 s = {soak['churned_sessions']} sessions): RSS {soak['rss_first_mib']} → "
-            f"{soak['rss_last_mib']} MiB, growth **{soak['growth_mib_per_hour']} MiB/h** "
-            "(least-squares slope after the first minute).",
+            f"{soak['rss_last_mib']} MiB; growth (least-squares slope) "
+            f"**{soak['growth_mib_per_hour']} MiB/h** after the first minute, "
+            f"**{soak['growth_second_half_mib_per_hour']} MiB/h** over the second half.",
         ]
     return out
 

@@ -167,6 +167,8 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 broker_nodelay=args.broker_nodelay,
             ) as srv:
                 cases = [(1, None), (4, None)] + ([(4, ns)] if ns else [])
+                wanted = args.scenarios.split(",")
+                cases = [c for c in cases if f"{c[0]}{'+slow' if c[1] else ''}" in wanted]
                 for n, slow in cases:
                     for chromium in (False, True) if not args.no_chromium else (False,):
                         label = f"{n}{'+slow' if slow else ''}"
@@ -209,6 +211,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--pattern", choices=("bars", "noise"), default="noise")
     parser.add_argument("--no-slow", action="store_true", help="skip the throttled viewer")
+    parser.add_argument("--scenarios", default="1,4,4+slow", help="any of 1, 4, 4+slow")
     parser.add_argument("--no-chromium", action="store_true")
     parser.add_argument("--broker-nodelay", action="store_true")
     parser.add_argument("--json", help="write here instead of bench/results/latency.json")

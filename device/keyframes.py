@@ -2,11 +2,11 @@
 
 With encode-once fan-out, an IDR asked for by one viewer goes to *every*
 viewer: it is several times the size of a P frame, so it costs all of them
-bitrate and latency.  A viewer whose link is simply too slow for the stream
-asks again and again (its IDRs are lost too) and, at one honoured request
-per 0.5 s, would put every other viewer on 2 IDRs a second (measured:
-Chromium's glass-to-glass median went from ~70 to ~150 ms; see
-``bench/RESULTS.md``).
+bitrate and, under a VBV-capped bitrate, the quality of the P frames that
+follow.  A viewer whose link is simply too slow for the stream asks again
+and again (its IDRs are lost too) and, at one honoured request per 0.5 s,
+put every viewer on ~1.9 IDRs a second instead of 0.5 (measured with
+``bench.latency``'s throttled viewer; with this back-off: ~0.7).
 
 So each session backs off: the first request after a quiet spell is
 honoured at once, each further one only after a gap that doubles (0.5, 1,

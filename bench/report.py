@@ -9,6 +9,7 @@ by hand.  The plot needs matplotlib (``pip install -e '.[bench]'``).
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -286,6 +287,7 @@ def write_tables() -> Path:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     cpu = load("cpu_viewers")
     if cpu is not None:
         print(f"plot: {plot_cpu(cpu, RESULTS / 'cpu_viewers.png')}")

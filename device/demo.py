@@ -119,17 +119,18 @@ def browser_broker_url(broker: EmbeddedBroker) -> str:
     return broker.ws_url
 
 
-def page_config(broker_ws_url: str) -> dict[str, str]:
-    """What the page reads from /config.json to find the broker and the device."""
+def page_config(broker_ws_url: str) -> dict[str, str | bool | int]:
+    """What the dashboard reads from /config.json: the broker, and to sign in by itself."""
     return {
         "broker_url": broker_ws_url,
-        "device": DEVICE_ID,
         # Empty: each tab picks its own viewer id, so the last will of a tab
         # that crashes ends only that tab's session (the will says "bye *").
         "viewer": "",
-        "username": "",
         "password": "",
         "topic_prefix": TOPIC_PREFIX,
+        # The embedded broker is anonymous and speaks MQTT 3.1.1 only.
+        "auto_signin": True,
+        "mqtt_version": 4,
     }
 
 

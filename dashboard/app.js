@@ -211,7 +211,7 @@ function linkIdle(device) {
 let renderQueued = false;
 function sessionChanged(session) {
   const d = app.devices.get(session.device);
-  if (d && session.state === "live" && performance.now() - (d.stillAt || 0) > STILL_EVERY_MS) {
+  if (d && session.state === "live" && (!d.stillAt || performance.now() - d.stillAt > STILL_EVERY_MS)) {
     const video = d.card?.querySelector("video");
     const still = video && stillOf(video);
     if (still) {
@@ -1055,7 +1055,11 @@ function setupControls() {
   $("dv-mic").addEventListener("click", () => setMic(!micWanted));
   const ptt = $("dv-ptt");
   ptt.addEventListener("pointerdown", (ev) => {
-    ptt.setPointerCapture?.(ev.pointerId);
+    try {
+      ptt.setPointerCapture(ev.pointerId); // keep talking while the finger slides off
+    } catch {
+      // synthetic events have no pointer to capture
+    }
     pushToTalk(true);
   });
   for (const type of ["pointerup", "pointercancel", "blur"]) ptt.addEventListener(type, () => pushToTalk(false));

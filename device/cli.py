@@ -1,4 +1,4 @@
-"""``peercam``: the command line (run, check, demo)."""
+"""``peercam``: the command line (run, check, demo, dashboard)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ DEFAULT_CONFIG = "/etc/peercam/peercam.toml"
 EPILOG = f"""\
 commands:
   peercam demo                          everything on this laptop: broker, test camera, web page
+  peercam dashboard --port 8080         serve the browser dashboard alone (e.g. on the broker host)
   peercam run --config /etc/peercam/peercam.toml
   peercam check --config /etc/peercam/peercam.toml
 
@@ -122,6 +123,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _run_until_signal(main)
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from peercam.dashboard.serve import run_dashboard
+
+    async def main(stop: asyncio.Event) -> int:
+        await run_dashboard(
+            host=args.host,
+            port=args.port,
+            broker_url=args.broker_url,
+            topic_prefix=args.prefix,
+            stop=stop,
+        )
+        return 0
+
+    return _run_until_signal(main)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="peercam",
@@ -186,6 +203,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fps", type=int, default=30)
     demo.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
     demo.set_defaults(func=cmd_demo)
+
+    dash = sub.add_parser(
+        "dashboard",
+        help="serve the browser dashboard alone",
+        description="Serve the static dashboard (sign in, devices, live view, calls) over "
+        "HTTP. Any web server can host the same folder; this one can also prefill the "
+        "broker's WebSocket URL. Microphones need https or localhost.",
+    )
+    dash.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    dash.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    dash.add_argument(
+        "--broker-url",
+        default="",
+        help="prefill the sign-in form with this broker, e.g. wss://broker.example:8084/mqtt",
+    )
+    dash.add_argument("--prefix", default="peercam", help="MQTT topic prefix (default peercam)")
+    dash.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
+    dash.set_defaults(func=cmd_dashboard)
     return parser
 
 

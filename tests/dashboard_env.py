@@ -13,14 +13,16 @@ import asyncio
 import json
 import struct
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import aiomqtt
+import pytest
 
+from peercam.webserver import StaticServer
 from tests.mosquitto import MosquittoBroker, write_password_file
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -41,6 +43,7 @@ PASSWORDS = {
 #: viewer -> devices it may watch
 GRANTS = {"alice": ["frontdoor", "backyard"], "bob": ["frontdoor", "backyard"], "mallory": []}
 DEVICES = ("frontdoor", "backyard")
+NAMES = {"frontdoor": "Front door", "backyard": "Back yard"}
 
 
 def acl_text() -> str:
@@ -77,7 +80,10 @@ def device_overrides(workdir: Path, device: str) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     secret = workdir / f"{device}.mqtt-password"
     secret.write_text(PASSWORDS[device] + "\n", encoding="utf-8")
-    return {"mqtt": {"username": device, "password_file": str(secret)}}
+    return {
+        "device": {"name": NAMES[device]},
+        "mqtt": {"username": device, "password_file": str(secret)},
+    }
 
 
 def dashboard_url(base: str, broker: MosquittoBroker | str, viewer: str, **extra: str) -> str:
@@ -118,6 +124,29 @@ def watch_console(page: Any) -> PageLog:
     return log
 
 
+def toast_says(text: str) -> str:
+    """A wait_js expression: a notification (toast) containing ``text`` is shown."""
+    return f"() => document.getElementById('toasts').innerText.includes({json.dumps(text)})"
+
+
+def card(device: str) -> str:
+    return f'.card[data-device="{device}"]'
+
+
+def js_card(device: str, expression: str) -> str:
+    """A wait_js expression about the card element ``c`` of ``device``."""
+    query = f"document.querySelector('{card(device)}')"
+    return f"() => {{ const c = {query}; return c && ({expression}); }}"
+
+
+def image_loaded(selector: str, width: int) -> str:
+    """A wait_js expression: the <img> at ``selector`` shows a picture ``width`` wide."""
+    return (
+        f"() => {{ const i = document.querySelector({json.dumps(selector)});"
+        f" return Boolean(i && i.naturalWidth === {width}); }}"
+    )
+
+
 async def wait_js(page: Any, expression: str, timeout: float, what: str = "") -> Any:
     """Poll ``expression`` (a JS arrow function or expression) until truthy; return its value."""
     deadline = time.monotonic() + timeout
@@ -148,7 +177,8 @@ async def wait_js(page: Any, expression: str, timeout: float, what: str = "") ->
 async def frames_of(page: Any, device: str) -> int:
     return int(
         await page.evaluate(
-            "(d) => { const s = window.peercam.sessions[d]; return s ? s.stats.framesDecoded : 0; }",
+            "(d) => { const s = window.peercam.sessions[d];"
+            " return s ? s.stats.framesDecoded : 0; }",
             device,
         )
     )
@@ -212,7 +242,9 @@ class DeviceSide:
                 continue
             self.received.append((viewer, payload))
 
-    async def publish(self, kind: str, payload: dict[str, Any] | bytes, retain: bool = False) -> None:
+    async def publish(
+        self, kind: str, payload: dict[str, Any] | bytes, retain: bool = False
+    ) -> None:
         assert self._client is not None
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         await self._client.publish(f"{PREFIX}/{self.device}/{kind}", data, qos=1, retain=retain)
@@ -250,3 +282,104 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s: {what}")
         await asyncio.sleep(0.1)
+
+
+# --- fixtures: a test module imports site_fixture, chromium_fixture, broker_fixture ----
+
+
+@pytest.fixture(name="site")
+async def site_fixture() -> AsyncIterator[str]:
+    """The dashboard folder on a local static server (no generated config.json)."""
+    server = StaticServer(DASHBOARD)
+    await server.start()
+    try:
+        yield server.url
+    finally:
+        await server.stop()
+
+
+@pytest.fixture(name="chromium")
+async def chromium_fixture() -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    from tests.browser import launch_chromium
+
+    async with async_playwright() as pw:
+        browser = await launch_chromium(pw, extra_args=FAKE_MEDIA_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest.fixture(name="broker")
+def broker_fixture(
+    mosquitto_factory: Callable[..., MosquittoBroker], tmp_path: Path
+) -> MosquittoBroker:
+    return secure_broker(mosquitto_factory, tmp_path / "broker")
+
+
+async def start_device(
+    daemon_factory: Any,
+    broker: MosquittoBroker,
+    tmp_path: Path,
+    device: str = "frontdoor",
+    **cfg: Any,
+) -> Any:
+    overrides = device_overrides(tmp_path / "secrets", device)
+    overrides.update(cfg)
+    return await daemon_factory(
+        broker, device=device, config=overrides, status_auth=(device, PASSWORDS[device])
+    )
+
+
+async def new_page(browser: Any, **context_args: Any) -> tuple[Any, Any]:
+    context = await browser.new_context(**context_args)
+    page = await context.new_page()
+    return page, watch_console(page)
+
+
+def shot(name: str) -> str:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return str(ARTIFACTS / name)
+
+
+def jpeg(width: int = 64, height: int = 48, rgb: tuple[int, int, int] = (200, 90, 40)) -> bytes:
+    """A small real JPEG (PyAV's MJPEG encoder), as a device's call snapshot."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    codec = av.CodecContext.create("mjpeg", "w")
+    codec.width, codec.height = width, height
+    codec.pix_fmt = "yuvj420p"
+    codec.time_base = Fraction(1, 25)
+    image = np.zeros((height, width, 3), np.uint8)
+    image[:, :] = rgb
+    image[height // 3 : 2 * height // 3, width // 3 : 2 * width // 3] = (255, 255, 255)
+    frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuvj420p")
+    packets = [*codec.encode(frame), *codec.encode(None)]
+    data = bytes(packets[0])
+    assert data[:2] == b"\xff\xd8", "not a JPEG"
+    return data
+
+
+def audio_direction(sdp: str) -> str | None:
+    """The direction attribute of the first audio m-line of an SDP, or None without audio."""
+    section: list[str] | None = None
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            if section is not None:
+                break
+            if line.startswith("m=audio"):
+                section = []
+            continue
+        if section is not None:
+            section.append(line)
+    if section is None:
+        return None
+    for line in section:
+        if line in ("a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"):
+            return line[2:]
+    return "sendrecv"

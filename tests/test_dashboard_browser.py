@@ -10,86 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from peercam.webserver import StaticServer
-from tests.dashboard_env import (
-    ARTIFACTS,
-    DASHBOARD,
-    FAKE_MEDIA_ARGS,
-    PREFIX,
-    DeviceSide,
+from tests.dashboard_env import (  # noqa: F401 - fixtures
+    broker_fixture,
+    chromium_fixture,
     dashboard_url,
-    device_overrides,
+    js_card,
+    new_page,
     png_size,
-    secure_broker,
+    shot,
+    site_fixture,
+    start_device,
     wait_frames,
     wait_js,
     wait_more_frames,
     watch_console,
 )
-from tests.mosquitto import MosquittoBroker, free_port, port_accepts
+from tests.mosquitto import MosquittoBroker
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-async def site() -> AsyncIterator[str]:
-    """The dashboard folder on a local static server (no generated config.json)."""
-    server = StaticServer(DASHBOARD)
-    await server.start()
-    try:
-        yield server.url
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
-async def chromium() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    from tests.browser import launch_chromium
-
-    async with async_playwright() as pw:
-        browser = await launch_chromium(pw, extra_args=FAKE_MEDIA_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-@pytest.fixture
-def broker(mosquitto_factory: Callable[..., MosquittoBroker], tmp_path: Path) -> MosquittoBroker:
-    return secure_broker(mosquitto_factory, tmp_path / "broker")
-
-
-async def start_device(daemon_factory: Any, broker: MosquittoBroker, tmp_path: Path, device: str = "frontdoor", **cfg: Any) -> Any:
-    overrides = device_overrides(tmp_path / "secrets", device)
-    overrides.update(cfg)
-    from tests.dashboard_env import PASSWORDS
-
-    return await daemon_factory(
-        broker, device=device, config=overrides, status_auth=(device, PASSWORDS[device])
-    )
-
-
-async def new_page(browser: Any, **context_args: Any) -> tuple[Any, Any]:
-    context = await browser.new_context(**context_args)
-    page = await context.new_page()
-    return page, watch_console(page)
-
-
-def shot(name: str) -> str:
-    ARTIFACTS.mkdir(exist_ok=True)
-    return str(ARTIFACTS / name)
 
 
 # --- sign in ------------------------------------------------------------------------------
@@ -115,18 +58,26 @@ async def test_sign_in_with_the_form_and_see_the_device_live(
     await card.wait_for()
     assert await card.get_attribute("data-online") == "true"
     await wait_frames(page, "frontdoor", 20, 30)
-    await wait_js(page, "() => document.querySelector('.card[data-device=frontdoor]').dataset.state === 'live'", 5)
+    await wait_js(
+        page,
+        "() => document.querySelector('.card[data-device=frontdoor]').dataset.state === 'live'",
+        5,
+    )
     assert "Front door" in await card.inner_text()
     await page.screenshot(path=shot("dashboard-devices.png"))
 
     # Remembered: a reload signs in by itself.
     await page.reload()
-    await wait_js(page, "() => document.body.dataset.view === 'devices'", 15, "devices after reload")
+    await wait_js(
+        page, "() => document.body.dataset.view === 'devices'", 15, "devices after reload"
+    )
     assert await page.evaluate("window.peercam.viewer") == "alice"
     assert not log.unexpected(), log.errors
 
 
-async def test_wrong_password_is_said_plainly(chromium: Any, site: str, broker: MosquittoBroker) -> None:
+async def test_wrong_password_is_said_plainly(
+    chromium: Any, site: str, broker: MosquittoBroker
+) -> None:
     page, log = await new_page(chromium)
     await page.goto(site)
     await page.fill("#f-broker", broker.ws_url)
@@ -144,3 +95,186 @@ async def test_wrong_password_is_said_plainly(chromium: Any, site: str, broker: 
     assert await page.evaluate("document.body.dataset.view") == "signin"
     await page.screenshot(path=shot("dashboard-wrong-password.png"))
     assert not log.unexpected(), log.errors
+
+
+# --- live view ------------------------------------------------------------------------------
+
+
+async def test_large_view_stats_fullscreen_snapshot_and_keys(
+    chromium: Any, site: str, broker: MosquittoBroker, daemon_factory: Any, tmp_path: Path
+) -> None:
+    await start_device(daemon_factory, broker, tmp_path)
+    page, log = await new_page(chromium, accept_downloads=True)
+    await page.goto(dashboard_url(site, broker, "alice"))
+    card_link = page.locator('.card[data-device="frontdoor"] .card-link')
+    await card_link.wait_for()
+    # Keyboard: the card is a link; Enter opens the large view.
+    await card_link.focus()
+    await page.keyboard.press("Enter")
+    await wait_js(page, "() => document.body.dataset.view === 'device'", 10, "large view")
+    assert page.url.endswith("#/device/frontdoor")
+    await wait_frames(page, "frontdoor", 30, 30)
+    stats = await wait_js(
+        page,
+        "() => { const s = window.peercam.stats; return s.rttMs !== null && s.latencyMs !== null"
+        " && s.bitrateKbps > 0 && s.fps > 0 && s; }",
+        15,
+        "complete stats",
+    )
+    assert stats["path"] == "direct"
+    assert stats["localCandidateType"] == "host" and stats["remoteCandidateType"] == "host"
+    assert (stats["width"], stats["height"]) == (320, 240)
+    overlay = await page.inner_text("#dv-stats")
+    assert "direct · host ↔ host" in overlay and "320×240" in overlay and "RTT" in overlay
+    assert "latency ≈" in overlay
+    video_size = await page.evaluate(
+        "() => { const v = document.getElementById('dv-video');"
+        " return [v.videoWidth, v.videoHeight]; }"
+    )
+    assert video_size == [320, 240]
+    await page.screenshot(path=shot("dashboard-live.png"))
+
+    # Snapshot: a PNG of the current frame, at the stream's size.
+    async with page.expect_download() as info:
+        await page.click("#dv-snapshot")
+    download = await info.value
+    assert download.suggested_filename.startswith("peercam-frontdoor-")
+    assert download.suggested_filename.endswith(".png")
+    path = tmp_path / "snap.png"
+    await download.save_as(path)
+    assert png_size(path.read_bytes()) == (320, 240)
+
+    # The same from the keyboard ("s"), and stats off/on ("i").
+    async with page.expect_download() as info:
+        await page.keyboard.press("s")
+    assert (await info.value).suggested_filename.endswith(".png")
+    await page.keyboard.press("i")
+    assert await page.locator("#dv-stats").is_hidden()
+    await page.keyboard.press("i")
+    assert await page.locator("#dv-stats").is_visible()
+
+    # Full screen, then out again.
+    await page.click("#dv-fullscreen")
+    await wait_js(
+        page, "() => document.fullscreenElement && document.fullscreenElement.id === 'dv-stage'", 5
+    )
+    await page.keyboard.press("f")
+    await wait_js(page, "() => !document.fullscreenElement", 5)
+
+    # Esc goes back to the list; the tile keeps the same session (no new one).
+    session = await page.evaluate("window.peercam.sessions.frontdoor.session")
+    await page.keyboard.press("Escape")
+    await wait_js(page, "() => document.body.dataset.view === 'devices'", 5)
+    assert await page.evaluate("window.peercam.sessions.frontdoor.session") == session
+    await wait_more_frames(page, "frontdoor", 10, 15)
+    assert not log.unexpected(), log.errors
+
+
+async def test_device_goes_offline_when_the_daemon_stops(
+    chromium: Any, site: str, broker: MosquittoBroker, daemon_factory: Any, tmp_path: Path
+) -> None:
+    daemon = await start_device(daemon_factory, broker, tmp_path)
+    page, log = await new_page(chromium)
+    await page.goto(dashboard_url(site, broker, "alice"))
+    await wait_frames(page, "frontdoor", 10, 30)
+    card = '.card[data-device="frontdoor"]'
+    assert "1/4 watching" in await page.inner_text(card)
+
+    assert await daemon.terminate() == 0
+    await wait_js(
+        page, f"() => document.querySelector('{card}').dataset.online === 'false'", 15, "offline"
+    )
+    assert (await page.inner_text(f"{card} .badge")).lower() == "offline"
+    assert await page.evaluate("window.peercam.sessions.frontdoor.state") == "waiting"
+    assert "Offline" in await page.inner_text(f"{card} .thumb-overlay")
+    await page.screenshot(path=shot("dashboard-offline.png"))
+    assert not log.unexpected(), log.errors
+
+
+async def test_two_tabs_watch_at_once_and_a_closed_tab_says_bye(
+    chromium: Any, site: str, broker: MosquittoBroker, daemon_factory: Any, tmp_path: Path
+) -> None:
+    daemon = await start_device(daemon_factory, broker, tmp_path)
+    context = await chromium.new_context()
+    tab1 = await context.new_page()
+    tab2 = await context.new_page()
+    logs = [watch_console(tab1), watch_console(tab2)]
+    url = dashboard_url(site, broker, "alice")
+    await tab1.goto(url)
+    await tab2.goto(url)
+    await wait_frames(tab1, "frontdoor", 15, 30)
+    await wait_frames(tab2, "frontdoor", 15, 30)
+    s1 = await tab1.evaluate("window.peercam.sessions.frontdoor.session")
+    s2 = await tab2.evaluate("window.peercam.sessions.frontdoor.session")
+    assert s1 != s2
+    await daemon.wait_status(lambda s: s.get("viewers") == 2, 10)
+    await wait_js(
+        tab2,
+        js_card("frontdoor", "c.innerText.includes('2/4 watching')"),
+        10,
+    )
+
+    # Closing tab 1 sends bye for its session: the device frees the slot at once,
+    # and tab 2 (same viewer id) keeps watching (no last will went out).
+    await tab1.close()
+    await daemon.wait_status(lambda s: s.get("viewers") == 1, 10)
+    await wait_more_frames(tab2, "frontdoor", 30, 15)
+    assert await tab2.evaluate("window.peercam.sessions.frontdoor.session") == s2
+    text = daemon.log_text()
+    assert f"alice/{s1[:8]}" in text or "viewer hung up" in text
+    assert "last will" not in text
+    assert not logs[0].unexpected() and not logs[1].unexpected(), logs[0].errors + logs[1].errors
+
+
+async def test_a_crashed_tab_is_ended_by_its_last_will(
+    chromium: Any, site: str, broker: MosquittoBroker, daemon_factory: Any, tmp_path: Path
+) -> None:
+    daemon = await start_device(daemon_factory, broker, tmp_path)
+    page, _ = await new_page(chromium)
+    await page.goto(dashboard_url(site, broker, "alice"))
+    await wait_frames(page, "frontdoor", 10, 30)
+    await daemon.wait_status(lambda s: s.get("viewers") == 1, 10)
+    cdp = await page.context.new_cdp_session(page)
+    crash = asyncio.ensure_future(cdp.send("Page.crash"))  # never answers: the page dies
+    await asyncio.wait({crash}, timeout=2)
+    crash.cancel()
+    # The renderer is gone without DISCONNECT: the broker publishes the device link's
+    # will, bye "*", on peercam/frontdoor/in/alice, and the device closes the session.
+    await daemon.wait_status(lambda s: s.get("viewers") == 0, 15)
+    assert "last will or bye *" in daemon.log_text()
+
+
+async def test_reconnects_after_the_device_restarts_and_the_broker_drops(
+    chromium: Any, site: str, broker: MosquittoBroker, daemon_factory: Any, tmp_path: Path
+) -> None:
+    daemon = await start_device(daemon_factory, broker, tmp_path)
+    page, log = await new_page(chromium)
+    await page.goto(dashboard_url(site, broker, "alice", device="frontdoor"))
+    await wait_frames(page, "frontdoor", 10, 30)
+    first = await page.evaluate("window.peercam.session")
+
+    # The device process dies (no bye; its will says offline) and comes back.
+    daemon.kill()
+    await wait_js(page, "() => window.peercam.devices.frontdoor.state === 'offline'", 15, "offline")
+    daemon.start()
+    await daemon.wait_online(20)
+    await wait_js(
+        page,
+        f"() => window.peercam.state === 'live' && window.peercam.session !== {json.dumps(first)}",
+        30,
+        "live again with a new session",
+    )
+    await wait_more_frames(page, "frontdoor", 20, 20)
+
+    # The broker goes away for a moment (a network drop for every MQTT link).
+    broker.stop()
+    await wait_js(page, "() => window.peercam.broker !== 'connected'", 10, "broker lost")
+    assert "reconnecting" in (await page.inner_text("#broker-status")).lower()
+    await asyncio.sleep(1)
+    broker.start()
+    await wait_js(page, "() => window.peercam.broker === 'connected'", 20, "broker back")
+    await daemon.wait_online(20)
+    await wait_more_frames(page, "frontdoor", 30, 40)
+    assert await page.evaluate("window.peercam.state") == "live"
+    assert await page.inner_text("#broker-status") == ""
+    assert not log.unexpected(["WebSocket connection to"]), log.errors

@@ -291,7 +291,7 @@ function checkBrokerField() {
   $("f-broker").setAttribute("aria-invalid", result.error ? "true" : "false");
 }
 
-async function signIn(signin, { fromForm }) {
+async function signIn(signin) {
   if (app.signingIn) return;
   const problems = signinProblems(signin);
   showView("signin");
@@ -314,7 +314,9 @@ async function signIn(signin, { fromForm }) {
     app.signin = signin;
     app.prefix = signin.topic_prefix;
     app.main = result.link;
-    if (fromForm) storeSignin(signin);
+    // Kept for this tab (a reload signs in again; the password left the URL), or for this
+    // browser when "remember me" is ticked.
+    storeSignin(signin);
     scrubUrl();
     showSigninMessage("");
     $("who").textContent = signin.viewer;
@@ -920,9 +922,12 @@ function renderDeviceView() {
     );
   }
   const message = $("dv-message");
-  const showMessage = s && (s.state === "error" || s.state === "ended") && s.message;
-  message.hidden = !showMessage;
-  message.textContent = showMessage ? s.message : "";
+  let text = s && (s.state === "error" || s.state === "ended") && s.message ? s.message : "";
+  if (!status && performance.now() - app.signedInAt >= NO_DEVICE_HINT_MS) {
+    text = `No status from "${id}": it has never been online under "${app.prefix}/", or viewer "${app.signin.viewer}" is not allowed to see it (the broker's access list decides).`;
+  }
+  message.hidden = !text;
+  message.textContent = text;
   const calls = d?.calls || [];
   $("dv-calls-empty").hidden = calls.length > 0;
   $("dv-calls").replaceChildren(...calls.map((c) => callItem(id, c, { withDevice: false })));
@@ -1024,7 +1029,7 @@ async function ringDemo() {
 function setupControls() {
   $("signin-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
-    signIn(formSignin(), { fromForm: true });
+    signIn(formSignin());
   });
   $("f-broker").addEventListener("input", checkBrokerField);
   $("signout").addEventListener("click", signOut);
@@ -1241,7 +1246,7 @@ async function main() {
   app.settings = resolveSettings(fileConfig);
   fillForm(app.settings.signin);
   if (app.settings.auto && signinProblems(app.settings.signin).length === 0) {
-    await signIn(app.settings.signin, { fromForm: false });
+    await signIn(app.settings.signin);
   } else {
     showView("signin");
     (app.settings.signin.broker_url ? (app.settings.signin.viewer ? $("f-password") : $("f-viewer")) : $("f-broker")).focus();

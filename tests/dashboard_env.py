@@ -39,9 +39,12 @@ PASSWORDS = {
     "alice": "alice-pw",
     "bob": "bob-pw",
     "mallory": "mallory-pw",
+    "carol": "carol-pw",
 }
 #: viewer -> devices it may watch
 GRANTS = {"alice": ["frontdoor", "backyard"], "bob": ["frontdoor", "backyard"], "mallory": []}
+#: viewer -> devices whose topics it may read but never write to (a broken ACL)
+READ_ONLY = {"carol": ["frontdoor"]}
 DEVICES = ("frontdoor", "backyard")
 NAMES = {"frontdoor": "Front door", "backyard": "Back yard"}
 
@@ -61,6 +64,14 @@ def acl_text() -> str:
                 f"topic read {base}/snapshot/#",
                 f"topic read {base}/out/{viewer}",
                 f"topic write {base}/in/{viewer}",
+            ]
+        lines.append("")
+    for viewer, devices in READ_ONLY.items():
+        lines.append(f"user {viewer}")
+        for device in devices:
+            lines += [
+                f"topic read {PREFIX}/{device}/status",
+                f"topic read {PREFIX}/{device}/out/{viewer}",
             ]
         lines.append("")
     return "\n".join(lines)

@@ -22,6 +22,7 @@ import {
 import { statsLines } from "./stats.js";
 
 const SIGNIN_TIMEOUT_MS = 12000;
+const V5_TIMEOUT_MS = 6000; // no CONNACK to MQTT 5 this long: try MQTT 3.1.1
 const LINK_LINGER_MS = 15000; // a device link with no session is closed after this
 const NO_DEVICE_HINT_MS = 4000; // no status this long after sign-in: explain why
 const STILL_EVERY_MS = 10000; // tiles keep a recent still for when they are not live
@@ -71,6 +72,13 @@ function el(tag, attrs = {}, ...children) {
   }
   for (const c of children) if (c !== null && c !== undefined) node.append(c);
   return node;
+}
+
+/** Replace an element's children only when `key` changed (keeps focus and decoded images). */
+function setChildren(node, key, build) {
+  if (node.dataset.key === key) return;
+  node.dataset.key = key;
+  node.replaceChildren(...build());
 }
 
 function toast(text, kind = "info", ms = 6000) {
@@ -302,10 +310,12 @@ async function signIn(signin) {
   app.signingIn = true;
   $("signin-submit").disabled = true;
   showSigninMessage("Connecting to the broker…", { kind: "info" });
-  app.ringer.unlock();
+  if (navigator.userActivation?.hasBeenActive) app.ringer.unlock(); // a click signed in
   try {
-    let result = await connectMain(signin, app.settings.mqttVersion);
-    if (result.retryV4) result = await connectMain(signin, 4);
+    const version = app.settings.mqttVersion;
+    // A broker that only speaks MQTT 3.1.1 may refuse MQTT 5 (or not answer it at all).
+    let result = await connectMain(signin, version, version === 5 ? V5_TIMEOUT_MS : SIGNIN_TIMEOUT_MS);
+    if (result.retryV4) result = await connectMain(signin, 4, SIGNIN_TIMEOUT_MS);
     if (!result.link) {
       showSigninMessage(result.text, { certUrl: result.certUrl });
       return;
@@ -333,7 +343,7 @@ async function signIn(signin) {
 }
 
 /** Connect the main link; resolves {link, version} or {text, certUrl} or {retryV4}. */
-function connectMain(signin, version) {
+function connectMain(signin, version, timeoutMs) {
   return new Promise((resolve) => {
     let settled = false;
     const finish = (value) => {
@@ -365,8 +375,9 @@ function connectMain(signin, version) {
     });
     const timer = setTimeout(() => {
       link.end();
-      finish(describeUnreachable(signin.broker_url));
-    }, SIGNIN_TIMEOUT_MS);
+      // The WebSocket is open but MQTT 5 gets no answer: try MQTT 3.1.1 once.
+      finish(version === 5 ? { retryV4: true } : describeUnreachable(signin.broker_url));
+    }, timeoutMs);
   });
 }
 
@@ -826,6 +837,7 @@ function renderCard(d) {
   const meta = [viewersText(status)];
   const missed = d.calls.filter((c) => c.reason === "missed").length;
   if (missed) meta.push(`${missed} missed call${missed > 1 ? "s" : ""}`);
+  if (status?.state === "online" && typeof status.call === "string" && !ringing) meta.push("call in progress");
   if (Array.isArray(status?.faults) && status.faults.length) meta.push(status.faults.join("; "));
   card.querySelector(".card-meta").textContent = meta.filter(Boolean).join(" · ");
   card.querySelector(".ring-flag").hidden = !ringing;
@@ -863,8 +875,9 @@ function renderMissedCalls() {
   const missed = [];
   for (const d of app.devices.values()) for (const c of d.calls) if (c.reason === "missed") missed.push([d.id, c]);
   missed.sort((a, b) => (b[1].at || 0) - (a[1].at || 0));
-  const list = $("recent-calls-list");
-  list.replaceChildren(...missed.slice(0, MAX_MISSED_SHOWN).map(([id, c]) => callItem(id, c, { withDevice: true })));
+  const shown = missed.slice(0, MAX_MISSED_SHOWN);
+  const key = JSON.stringify(shown.map(([id, c]) => [id, c, deviceName(id), app.snapshots.get(`${id}/${c.call}`)?.url]));
+  setChildren($("recent-calls-list"), key, () => shown.map(([id, c]) => callItem(id, c, { withDevice: true })));
   $("recent-calls").hidden = missed.length === 0;
 }
 
@@ -906,21 +919,16 @@ function renderDeviceView() {
   const door = status?.door === true;
   $("dv-actions").hidden = !(door || replies.length) || status?.state !== "online";
   $("dv-open").hidden = !door;
-  const repliesBox = $("dv-replies");
-  const key = JSON.stringify(replies);
-  if (repliesBox.dataset.key !== key) {
-    repliesBox.dataset.key = key;
-    repliesBox.replaceChildren(
-      ...replies.map((r) => {
-        const b = el("button", { type: "button", class: "secondary", "data-reply": r.id, text: `Reply: “${r.text}”` });
-        b.addEventListener("click", () => {
-          sendAction(id, { type: "reply", reply: r.id });
-          toast(`${deviceName(id)}: playing “${r.text}”.`);
-        });
-        return b;
-      }),
-    );
-  }
+  setChildren($("dv-replies"), JSON.stringify([id, replies]), () =>
+    replies.map((r) => {
+      const b = el("button", { type: "button", class: "secondary", "data-reply": r.id, text: `Reply: “${r.text}”` });
+      b.addEventListener("click", () => {
+        sendAction(id, { type: "reply", reply: r.id });
+        toast(`${deviceName(id)}: playing “${r.text}”.`);
+      });
+      return b;
+    }),
+  );
   const message = $("dv-message");
   let text = s && (s.state === "error" || s.state === "ended") && s.message ? s.message : "";
   if (!status && performance.now() - app.signedInAt >= NO_DEVICE_HINT_MS) {
@@ -930,7 +938,8 @@ function renderDeviceView() {
   message.textContent = text;
   const calls = d?.calls || [];
   $("dv-calls-empty").hidden = calls.length > 0;
-  $("dv-calls").replaceChildren(...calls.map((c) => callItem(id, c, { withDevice: false })));
+  const callsKey = JSON.stringify([id, calls, calls.map((c) => app.snapshots.get(`${id}/${c.call}`)?.url)]);
+  setChildren($("dv-calls"), callsKey, () => calls.map((c) => callItem(id, c, { withDevice: false })));
   $("d-device").textContent = id;
   $("d-session").textContent = s?.id || "–";
   $("d-state").textContent = s ? `${s.state}${s.firstFrameMs !== null ? ` (first frame after ${s.firstFrameMs} ms)` : ""}` : "–";

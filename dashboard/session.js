@@ -450,6 +450,7 @@ export class DeviceSession {
   }
 
   _retry(text) {
+    this.host.iceCache.delete(this.device); // ask again: the device may have restarted
     this.stop({ bye: true, state: "retrying", message: text });
     this._scheduleRetry(text);
   }

@@ -150,11 +150,12 @@ def js_card(device: str, expression: str) -> str:
     return f"() => {{ const c = {query}; return c && ({expression}); }}"
 
 
-def image_loaded(selector: str, width: int) -> str:
-    """A wait_js expression: the <img> at ``selector`` shows a picture ``width`` wide."""
+def image_loaded(selector: str, width: int | None = None) -> str:
+    """A wait_js expression: the <img> at ``selector`` shows a picture (``width`` wide)."""
+    test = f"i.naturalWidth === {width}" if width is not None else "i.naturalWidth > 0"
     return (
         f"() => {{ const i = document.querySelector({json.dumps(selector)});"
-        f" return Boolean(i && i.naturalWidth === {width}); }}"
+        f" return Boolean(i && {test}); }}"
     )
 
 
@@ -335,12 +336,22 @@ async def start_device(
     broker: MosquittoBroker,
     tmp_path: Path,
     device: str = "frontdoor",
+    extra_args: list[str] | None = None,
     **cfg: Any,
 ) -> Any:
+    """The real daemon for ``device``, signed in with its password; waits until online.
+
+    ``cfg`` adds config sections (``talkback={"sink": ...}``); ``extra_args`` go to
+    ``peercam run``.
+    """
     overrides = device_overrides(tmp_path / "secrets", device)
     overrides.update(cfg)
     return await daemon_factory(
-        broker, device=device, config=overrides, status_auth=(device, PASSWORDS[device])
+        broker,
+        device=device,
+        config=overrides,
+        status_auth=(device, PASSWORDS[device]),
+        extra_args=extra_args,
     )
 
 

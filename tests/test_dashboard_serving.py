@@ -270,3 +270,55 @@ async def test_an_https_page_explains_that_it_needs_wss(
     await wait_js(page, "() => document.body.dataset.view === 'devices'", 15)
     assert await page.evaluate("window.isSecureContext")
     assert not log.unexpected(), log.errors
+
+
+async def test_sign_in_rules_and_messages(chromium: Any, site: str) -> None:
+    """The pure parts of the page (settings.js, link.js), run in the browser itself."""
+    page, log = await new_page(chromium)
+    await page.goto(site)
+    result = await page.evaluate(
+        """async () => {
+          const s = await import('./settings.js');
+          const l = await import('./link.js');
+          const err = (url, proto) => s.checkBrokerUrl(url, proto).error || '';
+          const settings = s.resolveSettings(
+            {broker_url: 'ws://file:1/mqtt', topic_prefix: 'home', auto_signin: false},
+            '?broker=ws://url:2/mqtt&viewer=bob');
+          return {
+            tcp: err('mqtt://pi.local:1883', 'http:'),
+            https_ws: err('ws://pi.local:8083/mqtt', 'https:'),
+            https_ws_loopback: err('ws://127.0.0.1:8083/mqtt', 'https:'),
+            https_wss: err('wss://pi.local:8084/mqtt', 'https:'),
+            garbage: err('pi.local', 'http:'),
+            empty: err('', 'http:'),
+            bad_viewer: s.signinProblems({broker_url: 'ws://a:1/', viewer: 'Bob!',
+                                          topic_prefix: 'peercam'}).join(' '),
+            bad_prefix: s.signinProblems({broker_url: 'ws://a:1/', viewer: 'bob',
+                                          topic_prefix: '/x/'}).join(' '),
+            cert: s.certificatePageUrl('wss://pi.local:8084/mqtt'),
+            no_cert: s.certificatePageUrl('ws://pi.local:8083/mqtt'),
+            refusals: [4, 5, 134, 135, 1].map(c => l.describeRefusal(c, {viewer: 'bob'})),
+            settings,
+          };
+        }"""
+    )
+    assert "plain TCP" in result["tcp"] and "ws://pi.local:8083/mqtt" in result["tcp"]
+    assert "https" in result["https_ws"] and "wss://pi.local:8084/mqtt" in result["https_ws"]
+    assert result["https_ws_loopback"] == ""  # browsers allow ws:// to this machine
+    assert result["https_wss"] == ""
+    assert "not a URL" in result["garbage"]
+    assert "Enter the broker" in result["empty"]
+    assert '"Bob!" is not valid' in result["bad_viewer"]
+    assert "topic prefix" in result["bad_prefix"]
+    assert result["cert"] == "https://pi.local:8084/"
+    assert result["no_cert"] is None
+    wrong, not_auth, wrong5, not_auth5, version = result["refusals"]
+    assert wrong == wrong5 and "Wrong viewer id or password" in wrong
+    assert not_auth == not_auth5 and "not authorised" in not_auth and '"bob"' in not_auth
+    assert "MQTT version" in version
+    # URL parameters win over config.json; the file fills the rest.
+    signin = result["settings"]["signin"]
+    assert signin["broker_url"] == "ws://url:2/mqtt" and signin["viewer"] == "bob"
+    assert signin["topic_prefix"] == "home"
+    assert result["settings"]["auto"] is False and result["settings"]["mqttVersion"] == 5
+    assert not log.unexpected(), log.errors

@@ -1210,7 +1210,7 @@ window.peercam = {
   get sessions() {
     const out = {};
     for (const [id, s] of app.sessions) {
-      out[id] = { state: s.state, session: s.id, stats: { ...s.stats }, firstFrameMs: s.firstFrameMs, call: s.call, talkback: s.talkback, message: s.message, mic: Boolean(s.mic), reasons: [...s.reasons] };
+      out[id] = { state: s.state, session: s.id, stats: { ...s.stats }, firstFrameMs: s.firstFrameMs, timeline: { ...s.timeline }, call: s.call, talkback: s.talkback, message: s.message, mic: Boolean(s.mic), reasons: [...s.reasons] };
     }
     return out;
   },

@@ -12,6 +12,7 @@ import { emptyStats, readReport } from "./stats.js";
 const WELCOME_TIMEOUT_MS = 10000;
 const ANSWER_TIMEOUT_MS = 15000;
 const GATHER_MS = 500; // send the offer with what is gathered by then; the rest trickles
+const GATHER_QUIET_MS = 40; // ...or once no new candidate came for this long
 const STATS_INTERVAL_MS = 1000;
 const STALL_MS = 8000; // no new frame for this long: the session is restarted
 const FIRST_FRAME_MS = 20000; // answered but no frame for this long: restarted
@@ -63,6 +64,7 @@ export class DeviceSession {
     this.lastFrameAt = 0;
     this.startedAt = 0;
     this.firstFrameMs = null; // time from start to the first decoded frame, last session
+    this.timeline = {}; // ms from start: offer, answer, firstFrame (last session)
     this.liveSince = 0;
     this.run = 0; // increases with every session start: stale callbacks compare it
   }
@@ -199,11 +201,13 @@ export class DeviceSession {
     this.pc = null;
     this.offerSent = false;
     this.trickled = false;
+    this.offerEarly = false;
     this.stats = emptyStats();
     this.prevSample = null;
     this.lastFrameAt = 0;
     this.gotFirstFrame = false;
     this.startedAt = performance.now();
+    this.timeline = {};
     this.stream = new MediaStream();
     for (const v of this.videos) v.srcObject = this.stream;
     this._setState("connecting", this.call ? "Answering the call…" : "Connecting…");
@@ -290,7 +294,7 @@ export class DeviceSession {
       if (c && c.candidate) {
         this.trickled = true;
         this._send({ type: "candidate", session: this.id, candidate: { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex } });
-      } else if (!c && this.trickled) {
+      } else if (!c && (this.trickled || this.offerEarly)) {
         this._send({ type: "candidate", session: this.id, candidate: null });
       }
     };
@@ -306,9 +310,11 @@ export class DeviceSession {
     }
     if (run !== this.run) return;
     this.offerSent = true;
+    this.offerEarly = pc.iceGatheringState !== "complete"; // end-of-candidates follows
     const offer = { type: "offer", session: this.id, sdp: pc.localDescription.sdp };
     if (this.call !== null) offer.call = this.call;
     this._send(offer);
+    this.timeline.offer = Math.round(performance.now() - this.startedAt);
     this._setState("connecting", this.call ? "Answering the call…" : "Connecting the video…");
     this.timers.answer = setTimeout(() => {
       if (run === this.run) this._retry(`The device did not answer the offer within ${ANSWER_TIMEOUT_MS / 1000} s.`);
@@ -330,6 +336,7 @@ export class DeviceSession {
     }
     if (run !== this.run) return;
     this.answeredAt = performance.now();
+    this.timeline.answer = Math.round(this.answeredAt - this.startedAt);
     this.message = "Waiting for the first frame…";
     this.host.changed(this);
     this.timers.stats = setInterval(() => this._poll(run), FIRST_FRAME_POLL_MS);
@@ -354,6 +361,7 @@ export class DeviceSession {
       if (!this.gotFirstFrame) {
         this.gotFirstFrame = true;
         this.firstFrameMs = Math.round(now - this.startedAt);
+        this.timeline.firstFrame = this.firstFrameMs;
         this._clear("stats");
         this.timers.stats = setInterval(() => this._poll(run), STATS_INTERVAL_MS);
       }
@@ -515,18 +523,32 @@ export class DeviceSession {
   }
 }
 
+/**
+ * Until ICE gathering is complete, or quiet for GATHER_QUIET_MS after a candidate, or
+ * timeoutMs: Chromium has its host candidates within ~10 ms but reports "complete"
+ * only ~130 ms later. Whatever comes after the offer is trickled.
+ */
 function gathered(pc, timeoutMs) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
   return new Promise((resolve) => {
+    let quiet = null;
     const done = () => {
       clearTimeout(timer);
+      clearTimeout(quiet);
       pc.removeEventListener("icegatheringstatechange", check);
+      pc.removeEventListener("icecandidate", candidate);
       resolve();
     };
     const check = () => {
       if (pc.iceGatheringState === "complete") done();
     };
+    const candidate = (ev) => {
+      if (!ev.candidate) return;
+      clearTimeout(quiet);
+      quiet = setTimeout(done, GATHER_QUIET_MS);
+    };
     const timer = setTimeout(done, timeoutMs);
     pc.addEventListener("icegatheringstatechange", check);
+    pc.addEventListener("icecandidate", candidate);
   });
 }

@@ -411,8 +411,9 @@ function mainStateChanged(link) {
     status.textContent = "";
     status.dataset.kind = "ok";
   } else if (link.state === "refused") {
-    status.textContent = `Signed out by the broker: ${link.refusal.text}`;
-    status.dataset.kind = "error";
+    // The broker refused a reconnect (password changed, viewer removed): back to the form.
+    signOut(`The broker signed you out: ${link.refusal.text}`, { keepStored: true });
+    return;
   } else if (link.state !== "ended") {
     status.textContent = "Connection to the broker lost; reconnecting… (live video keeps playing)";
     status.dataset.kind = "warn";
@@ -420,14 +421,16 @@ function mainStateChanged(link) {
   for (const s of app.sessions.values()) s.evaluate();
 }
 
-function signOut() {
+function signOut(message = "Signed out.", { keepStored = false } = {}) {
   leaveAll();
-  for (const s of app.sessions.values()) s.detach($("dv-video"));
+  for (const s of app.sessions.values()) s.dispose();
+  app.observer?.disconnect();
   app.sessions.clear();
   app.links.clear();
   app.main = null;
   for (const r of app.ringing.values()) clearTimeout(r.timer);
   app.ringing.clear();
+  app.answered.clear();
   closeRingDialog();
   app.ringer.stop();
   for (const snap of app.snapshots.values()) if (snap.url) URL.revokeObjectURL(snap.url);
@@ -435,13 +438,15 @@ function signOut() {
   app.devices.clear();
   app.iceCache.clear();
   $("device-grid").replaceChildren();
-  clearStoredSignin();
-  $("f-password").value = "";
+  if (!keepStored) {
+    clearStoredSignin();
+    $("f-password").value = "";
+  }
   $("broker-status").textContent = "";
   history.replaceState(null, "", location.pathname + location.search);
   app.route = { view: "devices", device: null };
   showView("signin");
-  showSigninMessage("Signed out.", { kind: "info" });
+  showSigninMessage(message, { kind: keepStored ? "error" : "info" });
 }
 
 /** Bye for every session and a clean DISCONNECT for every link, synchronously (page closing). */
@@ -1041,7 +1046,7 @@ function setupControls() {
     signIn(formSignin());
   });
   $("f-broker").addEventListener("input", checkBrokerField);
-  $("signout").addEventListener("click", signOut);
+  $("signout").addEventListener("click", () => signOut());
   $("demo-ring").addEventListener("click", ringDemo);
   $("live-tiles").addEventListener("change", (ev) => {
     app.liveTiles = ev.target.checked;

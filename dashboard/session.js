@@ -512,6 +512,25 @@ export class DeviceSession {
     this.host.changed(this);
   }
 
+  /** Signed out: no timers, no peer connection, no microphone, no videos (bye already sent). */
+  dispose() {
+    this.reasons.clear();
+    for (const name of Object.keys(this.timers)) this._clear(name);
+    clearTimeout(this.waitRestart);
+    this.waitRestart = null;
+    this.run += 1;
+    if (this.pc) {
+      this.pc.ontrack = this.pc.onicecandidate = this.pc.onconnectionstatechange = null;
+      this.pc.close();
+    }
+    this.pc = null;
+    this.id = null;
+    this._dropCall();
+    for (const v of this.videos) v.srcObject = null;
+    this.videos.clear();
+    this.stream = null;
+  }
+
   /** Closing the page: the bye to send (the dashboard sends it synchronously). */
   byeMessage() {
     return this.id === null ? null : { v: PROTOCOL_VERSION, type: "bye", session: this.id, reason: "hangup" };

@@ -19,6 +19,7 @@ import pytest
 
 from tests.dashboard_env import (  # noqa: F401 - fixtures
     DeviceSide,
+    TcpRelay,
     broker_fixture,
     card,
     chromium_fixture,
@@ -46,7 +47,7 @@ pytestmark = pytest.mark.browser
 async def test_sign_in_with_the_form_and_see_the_device_live(
     chromium: Any, site: str, broker: MosquittoBroker, daemon_factory: Any, tmp_path: Path
 ) -> None:
-    await start_device(daemon_factory, broker, tmp_path)
+    daemon = await start_device(daemon_factory, broker, tmp_path)
     page, log = await new_page(chromium)
     await page.goto(site)
     assert await page.evaluate("document.body.dataset.view") == "signin"
@@ -77,6 +78,20 @@ async def test_sign_in_with_the_form_and_see_the_device_live(
         page, "() => document.body.dataset.view === 'devices'", 15, "devices after reload"
     )
     assert await page.evaluate("window.peercam.viewer") == "alice"
+    await wait_frames(page, "frontdoor", 5, 30)
+
+    # Sign out: sessions end (bye), nothing stays in the browser's storage.
+    await page.click("#signout")
+    await wait_js(page, "() => document.body.dataset.view === 'signin'", 5)
+    assert await page.inner_text("#signin-text") == "Signed out."
+    assert await page.evaluate(
+        "() => !localStorage.getItem('peercam.signin.v1')"
+        " && !sessionStorage.getItem('peercam.signin.v1')"
+    )
+    assert await page.input_value("#f-password") == ""
+    await daemon.wait_status(lambda s: s.get("viewers") == 0, 10)
+    await page.reload()
+    await wait_js(page, "() => document.body.dataset.view === 'signin'", 5, "form after reload")
     assert not log.unexpected(), log.errors
 
 
@@ -421,3 +436,39 @@ async def test_phone_layout(
     # Sound needs a tap (a user gesture) on phones.
     await page.tap("#dv-sound") if await page.is_visible("#dv-sound") else None
     assert not log.unexpected(), log.errors
+
+
+async def test_reconnects_after_the_network_drops(
+    chromium: Any, site: str, broker: MosquittoBroker, daemon_factory: Any, tmp_path: Path
+) -> None:
+    """The page reaches the broker through a TCP relay that the test cuts (RST, then
+    nothing): the broker sends the device link's will, the device closes the session;
+    when the network is back, the links reconnect and the page starts a new session."""
+    daemon = await start_device(daemon_factory, broker, tmp_path)
+    relay = await TcpRelay(broker.ws_port).start()
+    try:
+        page, log = await new_page(chromium)
+        ws_url = f"ws://127.0.0.1:{relay.port}/mqtt"
+        await page.goto(dashboard_url(site, ws_url, "alice", device="frontdoor"))
+        await wait_frames(page, "frontdoor", 10, 30)
+        first = await page.evaluate("window.peercam.session")
+
+        await relay.cut()
+        await wait_js(page, "() => window.peercam.broker !== 'connected'", 15, "links down")
+        await daemon.wait_status(lambda s: s.get("viewers") == 0, 20)
+        assert "last will or bye *" in daemon.log_text()
+        await asyncio.sleep(2)
+        await relay.restore()
+        await wait_js(page, "() => window.peercam.broker === 'connected'", 20, "links back")
+        await wait_js(
+            page,
+            "() => window.peercam.state === 'live'"
+            f" && window.peercam.session !== {json.dumps(first)}",
+            40,
+            "live again with a new session",
+        )
+        await wait_more_frames(page, "frontdoor", 30, 20)
+        await daemon.wait_status(lambda s: s.get("viewers") == 1, 10)
+        assert not log.unexpected(["WebSocket connection to"]), log.errors
+    finally:
+        await relay.stop()

@@ -57,6 +57,7 @@ const app = {
   noDeviceTimer: null,
   signedInAt: 0,
   answered: new Set(), // calls answered in this tab
+  ended: new Set(), // calls that stopped ringing here (a redelivered "call" must not ring again)
   ringer: new Ringer(),
   signingIn: false,
 };
@@ -585,7 +586,7 @@ function onRing(device, msg) {
     console.warn(`peercam: ignored call ${msg.call} of ${device}: it expired ${Math.round(-left)} s ago`);
     return;
   }
-  if (app.ringing.has(msg.call)) return;
+  if (app.ringing.has(msg.call) || app.ended.has(msg.call)) return;
   const ring = { device, call: msg.call, at, expiresAt: at + expiresIn, timer: null };
   ring.timer = setTimeout(() => endRing(msg.call), Math.min(left, expiresIn) * 1000);
   app.ringing.set(msg.call, ring);
@@ -599,6 +600,7 @@ function onRing(device, msg) {
 
 function onCallEnded(device, msg) {
   if (typeof msg.call !== "string") return;
+  app.ended.add(msg.call); // a late "call" after its end must not ring
   const reason = typeof msg.reason === "string" ? msg.reason : "ended";
   const by = typeof msg.by === "string" && msg.by ? msg.by : null;
   const wasRinging = app.ringing.has(msg.call);
@@ -629,6 +631,8 @@ function endRing(call) {
   if (!ring) return;
   clearTimeout(ring.timer);
   app.ringing.delete(call);
+  app.ended.add(call);
+  if (app.ended.size > 100) app.ended.delete(app.ended.values().next().value);
   const stillRinging = [...app.ringing.values()].some((r) => r.device === ring.device);
   if (!stillRinging) app.sessions.get(ring.device)?.want("ring", false);
   if (app.dialogCall === call) {

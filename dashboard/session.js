@@ -128,6 +128,7 @@ export class DeviceSession {
       else this._setState("waiting", status ? "The device is offline; waiting for it…" : "Waiting for the device…");
       this._clear("retry");
       this.attempts = 0;
+      this.blocked = false; // a restarted device gets a fresh try
       return;
     }
     if (this.running || this.timers.retry) return;
@@ -166,7 +167,7 @@ export class DeviceSession {
   answer(call, micTrack) {
     this.call = call;
     this.mic = micTrack;
-    this.want("call", true);
+    this.reasons.add("call");
     this.blocked = false;
     this.attempts = 0;
     this._clear("retry");

@@ -78,8 +78,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     log.info("peercam %s starting: device %r from %s", __version__, config.device.id, args.config)
 
     async def main(stop: asyncio.Event) -> int:
+        daemon = Daemon(config, fake_hardware=args.fake_hardware)
+        if args.fake_hardware:
+            log.info("fake hardware: mock GPIO pins; SIGUSR1 presses the call button")
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, daemon.press_call_button)
         try:
-            await Daemon(config).run(stop)
+            await daemon.run(stop)
         except (ConfigError, SourceUnavailable) as exc:
             log.error("%s", exc)
             return 2
@@ -152,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
         "-c",
         default=DEFAULT_CONFIG,
         help=f"TOML config file (default {DEFAULT_CONFIG})",
+    )
+    run.add_argument(
+        "--fake-hardware",
+        action="store_true",
+        help="no Pi needed: mock GPIO pins (SIGUSR1 presses the call button) and the fake "
+        "camera; for demos, tests and trying a config on a laptop",
     )
     run.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
     run.set_defaults(func=cmd_run)

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from typing import Any
 
 from . import __version__
+from .call_log import CallLog
+from .calls import CallHooks, CallManager, CallState
 from .config import Config
+from .gpio import GpioPanel, mock_pin_factory, open_panel
 from .hub import MediaHub
 from .ice import IceServers, restrict_host_addresses
 from .mqtt_link import LastWill, MqttLink
-from .protocol import ByeReason, Topics, encode
+from .protocol import ByeReason, ErrorCode, ProtocolError, Topics, encode
 from .signaling import DeviceDescription, Signaling
+from .snapshot import take_snapshot
 from .sources.factory import make_audio_source, make_video_source
+from .talkback import Speaker
 from .tasks import wait_tasks
 
 log = logging.getLogger("peercam.daemon")
@@ -21,8 +28,18 @@ log = logging.getLogger("peercam.daemon")
 class Daemon:
     """One device: ``await Daemon(config).run(stop)`` serves until ``stop`` is set."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self, config: Config, *, fake_hardware: bool = False, pin_factory: Any = None
+    ) -> None:
         self.config = config
+        self.fake_hardware = fake_hardware
+        if pin_factory is None and fake_hardware:
+            pin_factory = mock_pin_factory(pwm=config.gpio.led_pwm)
+        self.pin_factory = pin_factory
+        self.panel: GpioPanel | None = None
+        self.calls: CallManager | None = None
+        self.speaker: Speaker | None = None
+        self._button_stuck = False
         self.topics = Topics(config.mqtt.topic_prefix, config.device.id)
         self.signaling: Signaling | None = None
         self.link: MqttLink | None = None
@@ -35,7 +52,20 @@ class Daemon:
         faults = [f"camera: {self.video.fault}"] if self.video.fault else []
         if self.audio is not None and self.audio.fault:
             faults.append(f"microphone: {self.audio.fault}")
-        return {"camera": str(self.video.state), "faults": faults}
+        if self._button_stuck:
+            faults.append(
+                f"call button: held down for over {self.config.gpio.stuck_after:.0f} s "
+                "(stuck or shorted?); presses are ignored until it is released"
+            )
+        if self.speaker is not None and self.speaker.fault:
+            faults.append(f"speaker: {self.speaker.fault}")
+        return {
+            "camera": str(self.video.state),
+            "faults": faults,
+            "button": self.panel is not None,
+            "door": self.panel is not None and self.panel.door is not None,
+            "replies": self.speaker.replies() if self.speaker is not None else [],
+        }
 
     def _build(self) -> None:
         cfg = self.config
@@ -63,6 +93,32 @@ class Daemon:
                 idle_stop=cfg.camera.idle_stop,
                 on_state_change=on_change,
             )
+        self.speaker = Speaker(cfg.talkback)
+        self.speaker.start()
+        self.calls = CallManager(
+            cfg.call,
+            CallHooks(
+                publish_event=self._publish_event,
+                status_changed=self._on_media_state,
+                indicate=self._indicate,
+                hold_media=self.video.hold,
+                release_media=self.video.release,
+                snapshot=lambda: take_snapshot(self.video),
+                hang_up=self._hang_up,
+            ),
+            CallLog(
+                self.topics, self._publish, keep=cfg.call.history, state_dir=cfg.call.state_dir
+            ),
+        )
+        self.panel, why = open_panel(
+            cfg.gpio,
+            asyncio.get_running_loop(),
+            on_press=self.calls.press,
+            on_stuck=self._on_button_stuck,
+            pin_factory=self.pin_factory,
+        )
+        if why:
+            log.warning("%s", why)
         turn_secret = cfg.read_turn_secret()
         ice = IceServers(
             cfg.webrtc.ice_servers,
@@ -83,7 +139,7 @@ class Daemon:
                 name=cfg.device.name,
                 video=video_info,
                 audio_codec=audio_codec,
-                talkback=False,
+                talkback=self.speaker.available,
                 version=__version__,
             ),
             video=self.video,
@@ -91,6 +147,9 @@ class Daemon:
             ice=ice,
             publish=self._publish,
             status_extra=self._status_extra,
+            calls=self.calls,
+            speaker=self.speaker if self.speaker.available else None,
+            open_door=self._open_door if self.panel and self.panel.door else None,
         )
         offline = encode(self.signaling.status("offline"))
         self.link = MqttLink(
@@ -112,9 +171,60 @@ class Daemon:
         assert self.link is not None
         return await self.link.publish(topic, payload, retain=retain)
 
+    # --- calls and GPIO -------------------------------------------------------------
+
+    def press_call_button(self) -> None:
+        """Ring as if the button were pressed (SIGUSR1 with fake hardware; the demo's ring)."""
+        if self.panel is not None and self.panel.simulate_press():
+            return  # through the mock pin, like a finger would
+        if self.calls is not None:
+            self.calls.press()
+
+    async def _publish_event(self, message: dict[str, object]) -> bool:
+        return await self._publish(self.topics.events, encode(message), False)
+
+    def _indicate(self, state: CallState) -> None:
+        if self.panel is not None:
+            self.panel.indicate(state)
+
+    def _on_button_stuck(self, stuck: bool) -> None:
+        self._button_stuck = stuck
+        if stuck:
+            log.warning(
+                "call button held down for over %.0f s: stuck or shorted? (check the wiring)",
+                self.config.gpio.stuck_after,
+            )
+        else:
+            log.info("call button released")
+        self._on_media_state()
+
+    async def _hang_up(self, viewer: str, session: str) -> None:
+        if self.signaling is not None:
+            await self.signaling.hang_up(viewer, session)
+
+    async def _open_door(self, viewer: str) -> None:
+        gpio = self.config.gpio
+        if viewer not in gpio.door_openers:
+            raise ProtocolError(
+                ErrorCode.UNAUTHORIZED,
+                f"viewer {viewer!r} may not open the door (not in [gpio] door_openers)",
+            )
+        if self.calls is None or not self.calls.is_answering(viewer):
+            raise ProtocolError(
+                ErrorCode.UNAUTHORIZED, "the door opens only for the viewer in the current call"
+            )
+        assert self.panel is not None
+        self.panel.pulse_door(gpio.door_pulse)
+        log.info(
+            "door opened by %s (relay on BCM %d for %.1f s)", viewer, gpio.door_pin, gpio.door_pulse
+        )
+        await self._publish_event({"type": "opened", "by": viewer, "at": round(time.time(), 3)})
+
     async def _on_connect(self) -> None:
         assert self.signaling is not None
         await self.signaling.publish_status()
+        if self.calls is not None:
+            await self.calls.log.republish_all()
         if not self.ready.is_set():
             self.ready.set()
             log.info(
@@ -138,6 +248,8 @@ class Daemon:
                 link_task.result()  # the link never ends by itself: surface why it did
         finally:
             log.info("shutting down")
+            if self.calls is not None:
+                await self.calls.close()
             await self.signaling.close(ByeReason.SHUTDOWN)
             if self.link.connected.is_set():
                 await self.link.publish(
@@ -146,6 +258,10 @@ class Daemon:
             for task in (link_task, stop_task):
                 task.cancel()
             await wait_tasks((link_task, stop_task), 5.0, log)
+            if self.panel is not None:
+                self.panel.close()
+            if self.speaker is not None:
+                await self.speaker.close()
             await self.video.close()
             if self.audio is not None:
                 await self.audio.close()

@@ -21,11 +21,13 @@ from aiortc import (
     RTCRtpSender,
     RTCSessionDescription,
 )
+from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from .hub import MediaHub
 from .protocol import ByeReason, ErrorCode, IceCandidate, ProtocolError
+from .talkback import Speaker
 from .tracks import PassthroughTrack
 
 log = logging.getLogger("peercam.session")
@@ -81,6 +83,7 @@ class Session:
         ice_servers: list[RTCIceServer],
         connect_timeout: float,
         on_end: Callable[[Session, ByeReason | None], None],
+        speaker: Speaker | None = None,
     ) -> None:
         self.viewer = viewer
         self.id = session_id
@@ -89,6 +92,8 @@ class Session:
         self._audio_hub = audio
         self._connect_timeout = connect_timeout
         self._on_end = on_end
+        self._speaker = speaker  # set only for the session that answered a call
+        self._talkback_task: asyncio.Task[None] | None = None
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers)))
         self._tracks: list[PassthroughTrack] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -99,6 +104,7 @@ class Session:
         self.connected_at: float | None = None
         self.keyframe_requests = 0
         self._pc.on("connectionstatechange", self._on_connection_state)
+        self._pc.on("track", self._on_track)
 
     @property
     def closed(self) -> bool:
@@ -113,7 +119,8 @@ class Session:
         H.264, ``bad-request`` for an unreadable one).
         """
         try:
-            kinds = [media.kind for media in SessionDescription.parse(offer_sdp).media]
+            offered = SessionDescription.parse(offer_sdp).media
+            kinds = [media.kind for media in offered]
         except Exception as exc:
             raise ProtocolError(
                 ErrorCode.BAD_REQUEST, f"unreadable offer SDP: {describe(exc)}", self.id
@@ -128,12 +135,23 @@ class Session:
         video = pc.addTransceiver(video_track, direction="sendonly")
         video.setCodecPreferences(h264_preferences())
         audio: RTCRtpTransceiver | None = None
-        if "audio" in kinds and self._audio_hub is not None:
-            audio_track = PassthroughTrack(
-                "audio", self._audio_hub.subscribe(f"audio→{self.label}")
-            )
-            self._tracks.append(audio_track)
-            audio = pc.addTransceiver(audio_track, direction="sendonly")
+        viewer_sends_audio = any(
+            m.kind == "audio" and m.direction in ("sendrecv", "sendonly") for m in offered
+        )
+        talkback = self._speaker is not None and viewer_sends_audio
+        if not talkback:
+            self._speaker = None
+        if "audio" in kinds and (self._audio_hub is not None or talkback):
+            if self._audio_hub is not None:
+                audio_track = PassthroughTrack(
+                    "audio", self._audio_hub.subscribe(f"audio→{self.label}")
+                )
+                self._tracks.append(audio_track)
+                audio = pc.addTransceiver(
+                    audio_track, direction="sendrecv" if talkback else "sendonly"
+                )
+            else:
+                audio = pc.addTransceiver("audio", direction="recvonly")
             audio.setCodecPreferences(opus_preferences())
         self._hook_keyframe_requests(video.sender)
 
@@ -196,6 +214,18 @@ class Session:
             raise ProtocolError(
                 ErrorCode.BAD_REQUEST, f"ICE candidate refused: {exc}", self.id
             ) from None
+
+    @property
+    def talkback(self) -> bool:
+        """True when this session's audio plays on the device's speaker."""
+        return self._speaker is not None
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind != "audio" or self._speaker is None or self._talkback_task is not None:
+            return
+        self._talkback_task = asyncio.get_running_loop().create_task(
+            self._speaker.play_track(track, self.label), name=f"peercam-talkback-{self.label}"
+        )
 
     # --- keyframes ----------------------------------------------------------------
 
@@ -267,6 +297,8 @@ class Session:
                 self._timer.cancel()
             for track in self._tracks:
                 track.stop()
+            if self._talkback_task is not None:
+                self._talkback_task.cancel()
             self._close_task = asyncio.get_running_loop().create_task(
                 self._close_peer_connection(), name=f"peercam-close-{self.label}"
             )

@@ -116,13 +116,14 @@ async def daemon_factory(
         timeout: float = 20.0,
         status_auth: tuple[str, str] | None = None,
         allow_traceback: bool = False,
+        extra_args: list[str] | None = None,
     ) -> DaemonProcess:
         if broker is None:
             broker = request.getfixturevalue("mosquitto")
         url = broker if isinstance(broker, str) else broker.url
         full = merge_config(default_config(url, device=device), config)
         workdir = tmp_path / f"daemon-{len(daemons)}-{device}"
-        daemon = DaemonProcess(full, workdir, status_auth=status_auth)
+        daemon = DaemonProcess(full, workdir, status_auth=status_auth, extra_args=extra_args)
         daemons.append((daemon, allow_traceback))
         attach_log(request.node, f"daemon {device} log", daemon.log_text)
         daemon.start()

@@ -655,6 +655,8 @@ class Viewer:
         audio: bool | None = None,
         end_of_candidates: bool = False,
         timeout: float = 15.0,
+        call: str | None = None,
+        send_audio: MediaStreamTrack | None = None,
     ) -> WatchSession:
         """hello → welcome → offer → answer; returns the session with media flowing in.
 
@@ -664,6 +666,8 @@ class Viewer:
             audio: offer an audio m-line (default: when the welcome announces audio).
             end_of_candidates: also send ``candidate: null`` after the offer.
             timeout: bound for each reply.
+            call: answer this call (the offer carries ``call``).
+            send_audio: a track to send (talkback): the audio m-line becomes sendrecv.
 
         Raises SignalingError when the device answers with ``error``.
         """
@@ -691,13 +695,18 @@ class Viewer:
             watch.pc = pc
             pc.on("track", watch._on_track)
             pc.addTransceiver("video", direction="recvonly")
-            if audio:
+            if send_audio is not None:
+                pc.addTransceiver(send_audio, direction="sendrecv")
+            elif audio:
                 pc.addTransceiver("audio", direction="recvonly")
             async with asyncio.timeout(timeout):
                 await pc.setLocalDescription(await pc.createOffer())
             watch.offer_sdp = pc.localDescription.sdp
             watch.offer_sent_at = time.monotonic()
-            await self.send({"type": "offer", "session": sid, "sdp": watch.offer_sdp})
+            offer: Message = {"type": "offer", "session": sid, "sdp": watch.offer_sdp}
+            if call is not None:
+                offer["call"] = call
+            await self.send(offer)
             if end_of_candidates:
                 await self.send({"type": "candidate", "session": sid, "candidate": None})
             answer = await self.expect_reply(sid, "answer", timeout)

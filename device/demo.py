@@ -119,7 +119,7 @@ def browser_broker_url(broker: EmbeddedBroker) -> str:
     return broker.ws_url
 
 
-def page_config(broker_ws_url: str) -> dict[str, str]:
+def page_config(broker_ws_url: str) -> dict[str, object]:
     """What the page reads from /config.json to find the broker and the device."""
     return {
         "broker_url": broker_ws_url,
@@ -130,6 +130,8 @@ def page_config(broker_ws_url: str) -> dict[str, str]:
         "username": "",
         "password": "",
         "topic_prefix": TOPIC_PREFIX,
+        # The demo's device has a (mock) call button: the page shows "ring".
+        "demo": True,
     }
 
 
@@ -196,7 +198,13 @@ async def run_demo(
         ).encode()
 
         config = demo_config(broker.tcp_url, host=host, width=width, height=height, fps=fps)
-        daemon = Daemon(config)
+        daemon = Daemon(config, fake_hardware=True)
+
+        async def ring() -> dict[str, object]:
+            daemon.press_call_button()
+            return {"ok": True}
+
+        web.actions["/api/ring"] = ring
         daemon_task = asyncio.create_task(daemon.run(daemon_stop), name="peercam-demo-daemon")
 
         await _wait_ready(daemon, daemon_task, stop)

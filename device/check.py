@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from .check_hardware import check_gpio, check_speaker
 from .config import Config, ConfigError
 from .media import EncodedFrame, EncodedSource
 from .mqtt_link import LastWill, MqttLink, describe_mqtt_error
@@ -74,6 +75,9 @@ async def run_checks(config: Config) -> int:
     except SourceUnavailable as exc:
         _line(False, str(exc))
         failures += 1
+    for status, what in [await check_gpio(config), *check_speaker(config)]:
+        print(f"  [{status}] {what}")
+        failures += status == "FAIL"
     topics = Topics(config.mqtt.topic_prefix, config.device.id)
     link = MqttLink(
         config.mqtt,

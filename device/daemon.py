@@ -9,6 +9,7 @@ from . import __version__
 from .config import Config
 from .hub import MediaHub
 from .ice import IceServers, restrict_host_addresses
+from .ice_health import IceHealth
 from .mqtt_link import LastWill, MqttLink
 from .protocol import ByeReason, Topics, encode
 from .signaling import DeviceDescription, Signaling
@@ -28,6 +29,7 @@ class Daemon:
         self.link: MqttLink | None = None
         self.video: MediaHub | None = None
         self.audio: MediaHub | None = None
+        self.ice_health: IceHealth | None = None
         self.ready = asyncio.Event()
 
     def _status_extra(self) -> dict[str, object]:
@@ -35,6 +37,8 @@ class Daemon:
         faults = [f"camera: {self.video.fault}"] if self.video.fault else []
         if self.audio is not None and self.audio.fault:
             faults.append(f"microphone: {self.audio.fault}")
+        if self.ice_health is not None:
+            faults += self.ice_health.faults()
         return {"camera": str(self.video.state), "faults": faults}
 
     def _build(self) -> None:
@@ -70,11 +74,14 @@ class Daemon:
             ttl=cfg.webrtc.ice_ttl,
             device_id=cfg.device.id,
         )
-        if len(ice.turn_urls) > 1 or len(ice.stun_urls) > 1:
+        if ice.device_urls():
+            # aiortc takes one STUN and one TURN URL and waits 5 s for a dead one:
+            # the device uses the best of each that answers its health checks.
+            self.ice_health = IceHealth(ice, on_change=self._on_media_state)
             log.info(
-                "the device itself uses only the first STUN and the first TURN URL (an aiortc "
-                "limit); viewers get all of %s",
+                "ICE: viewers get %s; the device checks %s and uses the best that answers",
                 cfg.webrtc.ice_servers,
+                ice.device_urls(),
             )
         self.signaling = Signaling(
             topics=self.topics,
@@ -128,6 +135,8 @@ class Daemon:
         self._build()
         assert self.link is not None and self.signaling is not None and self.video is not None
         self.signaling.start()
+        if self.ice_health is not None:
+            self.ice_health.start()
         link_task = asyncio.create_task(self.link.run(), name="peercam-mqtt")
         stop_task = asyncio.create_task(stop.wait(), name="peercam-stop")
         try:
@@ -138,6 +147,8 @@ class Daemon:
                 link_task.result()  # the link never ends by itself: surface why it did
         finally:
             log.info("shutting down")
+            if self.ice_health is not None:
+                await self.ice_health.close()
             await self.signaling.close(ByeReason.SHUTDOWN)
             if self.link.connected.is_set():
                 await self.link.publish(

@@ -256,6 +256,7 @@ class Signaling:
         return int(len(self._viewer_sessions(viewer)) >= self.webrtc.max_sessions_per_viewer)
 
     async def _offer(self, viewer: str, offer: Offer) -> None:
+        ice_servers = await self.ice.device_servers()  # only servers that answer
         key = (viewer, offer.session)
         previous = self.sessions.pop(key, None)
         if previous is not None:
@@ -275,7 +276,7 @@ class Signaling:
             offer.session,
             video=self.video,
             audio=self.audio,
-            ice_servers=self.ice.for_device(),
+            ice_servers=ice_servers,
             connect_timeout=self.webrtc.connect_timeout,
             on_end=self._session_ended,
         )
@@ -290,6 +291,7 @@ class Signaling:
                 self._status_changed.set()
             await session.close()
             raise
+        self.ice.note_gathering(ice_servers, session.local_candidate_types())
         if session.closed:
             return
         await self._send(viewer, {"type": "answer", "session": offer.session, "sdp": sdp})

@@ -26,6 +26,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -519,6 +520,22 @@ _LAB_REPLACES = {
 # --- peercam in the lab ----------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parent.parent
+
+STUN = f"stun:{PUBLIC_IP}:{TURN_PORT}"
+TURN_UDP = f"turn:{PUBLIC_IP}:{TURN_PORT}?transport=udp"
+TURN_TCP = f"turn:{PUBLIC_IP}:{TURN_PORT}?transport=tcp"
+TURNS = f"turns:{PUBLIC_IP}:{TURNS_PORT}?transport=tcp"
+ALL_URLS = [STUN, TURN_UDP, TURN_TCP, TURNS]
+
+_PATH = re.compile(r"connected in (\d+) ms \((\w+) (\S+) ⇄ (\w+) (\S+)\)")
+
+
+def device_path(daemon: DaemonProcess) -> tuple[str, str]:
+    """(local type, remote type) of the device's selected pair, from its log."""
+    found = _PATH.findall(daemon.log_text())
+    assert found, f"the daemon never logged a connected session:\n{daemon.log_text()}"
+    _, local, _, remote, _ = found[-1]
+    return local, remote
 
 
 class UnixStatusWatcher(StatusWatcher):

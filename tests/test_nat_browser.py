@@ -18,14 +18,13 @@ from urllib.parse import urlencode
 import pytest
 
 from tests.browser import CHROMIUM, launch_chromium, wait_for_frames
-from tests.netlab import PUBLIC_IP, Nat, NetLab
+from tests.netlab import ALL_URLS, PUBLIC_IP, Nat, NetLab, device_path
 from tests.netlab_fixtures import (  # noqa: F401 - fixtures
     LabDaemonFactory,
     lab_daemon_fixture,
     lab_fixture,
     needs_lab,
 )
-from tests.test_nat import ALL, device_path
 
 pytestmark = [needs_lab, pytest.mark.browser]
 
@@ -70,7 +69,7 @@ async def test_chromium_relay_only_decodes_through_coturn(
     else:
         lab.set_nat("a", Nat.PORT_RESTRICTED, block_udp=True)
         lab.set_nat("b", Nat.PORT_RESTRICTED, block_udp=True)
-    daemon = await lab_daemon(ice_servers=ALL)
+    daemon = await lab_daemon(ice_servers=ALL_URLS)
     query = urlencode({"broker": f"ws://{PUBLIC_IP}:8083", "device": "frontdoor"})
     async with async_playwright() as pw:
         browser = await launch_chromium(pw, executable_path=str(chromium_in(lab)))

@@ -93,9 +93,12 @@ def unavailable_reason() -> str | None:
     """Why the lab cannot run here (None when it can)."""
     if os.geteuid() != 0:
         return "the NAT lab needs root (network namespaces, veth pairs, iptables)"
-    for tool in ("ip", "iptables", "turnserver", "openssl"):
+    for tool in ("ip", "ss", "iptables", "sysctl", "turnserver", "mosquitto", "openssl"):
         if shutil.which(tool) is None:
-            return f"the NAT lab needs {tool!r} (apt-get install iproute2 iptables coturn openssl)"
+            return (
+                f"the NAT lab needs {tool!r} "
+                "(apt-get install iproute2 iptables procps coturn mosquitto openssl)"
+            )
     probe = f"{PREFIX}{os.getpid()}probe{next(_counter)}"
     try:
         _run(["ip", "netns", "add", probe])

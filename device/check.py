@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from .check_hardware import check_gpio, check_speaker
+from .check_ice import check_ice_servers
 from .config import Config, ConfigError
 from .media import EncodedFrame, EncodedSource
 from .mqtt_link import LastWill, MqttLink, describe_mqtt_error
@@ -51,11 +52,15 @@ def _line(ok: bool, what: str) -> None:
     print(f"  [{'ok' if ok else 'FAIL'}] {what}")
 
 
+def _note(what: str) -> None:
+    print(f"  [warn] {what}")
+
+
 async def run_checks(config: Config) -> int:
     failures = 0
     try:
         password = config.read_mqtt_password()
-        config.read_turn_secret()
+        turn_secret = config.read_turn_secret()
         _line(True, "secrets readable")
     except ConfigError as exc:
         _line(False, str(exc))
@@ -97,5 +102,6 @@ async def run_checks(config: Config) -> int:
     except Exception as exc:
         _line(False, describe_mqtt_error(exc, config.mqtt))
         failures += 1
+    failures += await check_ice_servers(config, turn_secret, _line, _note)
     print("all checks passed" if not failures else f"{failures} check(s) failed")
     return 0 if not failures else 1

@@ -14,6 +14,7 @@ from .config import Config
 from .gpio import GpioPanel, mock_pin_factory, open_panel
 from .hub import MediaHub
 from .ice import IceServers, restrict_host_addresses
+from .ice_health import IceHealth
 from .mqtt_link import LastWill, MqttLink
 from .protocol import ByeReason, ErrorCode, ProtocolError, Topics, encode
 from .signaling import DeviceDescription, Signaling
@@ -45,6 +46,7 @@ class Daemon:
         self.link: MqttLink | None = None
         self.video: MediaHub | None = None
         self.audio: MediaHub | None = None
+        self.ice_health: IceHealth | None = None
         self.ready = asyncio.Event()
 
     def _status_extra(self) -> dict[str, object]:
@@ -59,6 +61,8 @@ class Daemon:
             )
         if self.speaker is not None and self.speaker.fault:
             faults.append(f"speaker: {self.speaker.fault}")
+        if self.ice_health is not None:
+            faults += self.ice_health.faults()
         return {
             "camera": str(self.video.state),
             "faults": faults,
@@ -126,11 +130,14 @@ class Daemon:
             ttl=cfg.webrtc.ice_ttl,
             device_id=cfg.device.id,
         )
-        if len(ice.turn_urls) > 1 or len(ice.stun_urls) > 1:
+        if ice.device_urls():
+            # aiortc takes one STUN and one TURN URL and waits 5 s for a dead one:
+            # the device uses the best of each that answers its health checks.
+            self.ice_health = IceHealth(ice, on_change=self._on_media_state)
             log.info(
-                "the device itself uses only the first STUN and the first TURN URL (an aiortc "
-                "limit); viewers get all of %s",
+                "ICE: viewers get %s; the device checks %s and uses the best that answers",
                 cfg.webrtc.ice_servers,
+                ice.device_urls(),
             )
         self.signaling = Signaling(
             topics=self.topics,
@@ -238,6 +245,8 @@ class Daemon:
         self._build()
         assert self.link is not None and self.signaling is not None and self.video is not None
         self.signaling.start()
+        if self.ice_health is not None:
+            self.ice_health.start()
         link_task = asyncio.create_task(self.link.run(), name="peercam-mqtt")
         stop_task = asyncio.create_task(stop.wait(), name="peercam-stop")
         try:
@@ -250,6 +259,8 @@ class Daemon:
             log.info("shutting down")
             if self.calls is not None:
                 await self.calls.close()
+            if self.ice_health is not None:
+                await self.ice_health.close()
             await self.signaling.close(ByeReason.SHUTDOWN)
             if self.link.connected.is_set():
                 await self.link.publish(

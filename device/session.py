@@ -290,6 +290,17 @@ class Session:
         except Exception:
             return "path unknown"
 
+    def local_candidate_types(self) -> set[str]:
+        """Types of the local ICE candidates gathered for the answer (host, srflx, relay)."""
+        types: set[str] = set()
+        for transceiver in self._pc.getTransceivers():
+            try:
+                gatherer = transceiver.sender.transport.transport.iceGatherer
+            except AttributeError:
+                continue
+            types.update(c.type for c in gatherer.getLocalCandidates())
+        return types
+
     def _start_close(self) -> asyncio.Task[None]:
         if self._close_task is None:
             self.state = SessionState.CLOSED

@@ -292,6 +292,7 @@ class Signaling:
         return int(len(self._viewer_sessions(viewer)) >= self.webrtc.max_sessions_per_viewer)
 
     async def _offer(self, viewer: str, offer: Offer) -> None:
+        ice_servers = await self.ice.device_servers()  # only servers that answer
         key = (viewer, offer.session)
         previous = self.sessions.pop(key, None)
         if previous is not None:
@@ -316,7 +317,7 @@ class Signaling:
             offer.session,
             video=self.video,
             audio=self.audio,
-            ice_servers=self.ice.for_device(),
+            ice_servers=ice_servers,
             connect_timeout=self.webrtc.connect_timeout,
             on_end=self._session_ended,
             speaker=self.speaker if answers_call else None,
@@ -330,6 +331,7 @@ class Signaling:
             self._forget(session)
             await session.close()
             raise
+        self.ice.note_gathering(ice_servers, session.local_candidate_types())
         if session.closed:
             return
         await self._send(viewer, {"type": "answer", "session": offer.session, "sdp": sdp})

@@ -145,6 +145,16 @@ class WebRtcConfig(_Section):
                 )
         return urls
 
+    @model_validator(mode="after")
+    def _turn_needs_a_secret(self) -> WebRtcConfig:
+        turn = [u for u in self.ice_servers if u.startswith(("turn:", "turns:"))]
+        if turn and not self.turn_secret_file:
+            raise ValueError(
+                f"TURN URLs ({', '.join(turn)}) need turn_secret_file (coturn's "
+                "static-auth-secret): without credentials no browser can use them"
+            )
+        return self
+
     @field_validator("host_networks")
     @classmethod
     def _check_networks(cls, nets: list[str]) -> list[str]:

@@ -29,6 +29,12 @@ Signaling follows PROTOCOL.md (version {PROTOCOL_VERSION}) over MQTT.
 """
 
 
+FAKE_HARDWARE_HELP = (
+    "use the built-in fake Raspberry Pi camera (a picamera2 stand-in encoding a test picture "
+    "with libx264) instead of real hardware; for CI and laptops"
+)
+
+
 def setup_logging(verbose: int) -> None:
     level = logging.DEBUG if verbose > 0 else logging.INFO
     if os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID"):
@@ -70,11 +76,20 @@ def _load(path: str) -> Config:
         raise SystemExit(2) from None
 
 
+def _fake_hardware(args: argparse.Namespace) -> None:
+    """``--fake-hardware``: the fake picamera2 (``peercam.fakehw``) instead of a real Pi's."""
+    if getattr(args, "fake_hardware", False):
+        from .fakehw import install
+
+        log.info("fake hardware: picamera2 and libcamera come from %s", install())
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .daemon import Daemon
     from .sources.factory import SourceUnavailable
 
     config = _load(args.config)
+    _fake_hardware(args)
     log.info("peercam %s starting: device %r from %s", __version__, config.device.id, args.config)
 
     async def main(stop: asyncio.Event) -> int:
@@ -92,6 +107,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .check import run_checks
 
     config = _load(args.config)
+    _fake_hardware(args)
     if not args.verbose:
         logging.getLogger("peercam").setLevel(logging.WARNING)  # the report is the output
     print(f"config {args.config}: OK (device {config.device.id!r}, broker {config.mqtt.url})")
@@ -154,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"TOML config file (default {DEFAULT_CONFIG})",
     )
     run.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
+    run.add_argument("--fake-hardware", action="store_true", help=FAKE_HARDWARE_HELP)
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser(
@@ -170,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"TOML config file (default {DEFAULT_CONFIG})",
     )
     check.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
+    check.add_argument("--fake-hardware", action="store_true", help=FAKE_HARDWARE_HELP)
     check.set_defaults(func=cmd_check)
 
     demo = sub.add_parser(

@@ -35,7 +35,15 @@ class Daemon:
         faults = [f"camera: {self.video.fault}"] if self.video.fault else []
         if self.audio is not None and self.audio.fault:
             faults.append(f"microphone: {self.audio.fault}")
-        return {"camera": str(self.video.state), "faults": faults}
+        extra: dict[str, object] = {"camera": str(self.video.state), "faults": faults}
+        source = self.video.source
+        if hasattr(source, "encoder_kind"):  # picamera2: "hardware" or "software" (Pi 5)
+            extra["encoder"] = source.encoder_kind
+        if warnings := list(getattr(source, "warnings", ())):
+            extra["warnings"] = [f"camera: {w}" for w in warnings]
+        if self.audio is not None:
+            extra["microphone"] = str(self.audio.state)
+        return extra
 
     def _build(self) -> None:
         cfg = self.config
@@ -62,6 +70,7 @@ class Daemon:
                 queue_frames=25,
                 idle_stop=cfg.camera.idle_stop,
                 on_state_change=on_change,
+                fault_level=logging.WARNING,  # a missing microphone degrades, video goes on
             )
         turn_secret = cfg.read_turn_secret()
         ice = IceServers(

@@ -43,7 +43,7 @@ def setup_logging(verbose: int) -> None:
         fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
     # aiortc/aioice are chatty at INFO; their warnings still show.
-    for name in ("aioice", "aiortc", "peercam.mqtt.paho", "amqtt", "transitions"):
+    for name in ("aioice", "aiortc", "peercam.mqtt.paho", "amqtt", "transitions", "picamera2"):
         logging.getLogger(name).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
 
 
@@ -107,9 +107,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .check import run_checks
 
     config = _load(args.config)
-    _fake_hardware(args)
     if not args.verbose:
         logging.getLogger("peercam").setLevel(logging.WARNING)  # the report is the output
+    _fake_hardware(args)
     print(f"config {args.config}: OK (device {config.device.id!r}, broker {config.mqtt.url})")
     return asyncio.run(run_checks(config))
 

@@ -142,7 +142,7 @@ class _OpusThreadSource:
         run.stop.set()
         await asyncio.to_thread(thread.join, 5.0)
         if thread.is_alive():
-            log.warning("%s: capture thread did not end within 5 s", self.name)
+            log.warning("microphone %s: capture thread did not end within 5 s", self.name)
         self._thread = self._run = None
         self._sink = self._on_fault = None
         self._next_pts = run.next_pts
@@ -180,10 +180,8 @@ class _OpusThreadSource:
                     run.packets += 1
                     self._post(run, self._deliver, EncodedFrame(data, pts, True))
         except Exception as exc:
-            if not run.stop.is_set():
-                message = self._describe_read_error(exc)
-                log.warning("%s", message)
-                self._post(run, self._report, message)
+            if not run.stop.is_set():  # the hub logs the fault and restarts capture
+                self._post(run, self._report, self._describe_read_error(exc))
         finally:
             self._close_input(source)
 
@@ -260,7 +258,7 @@ def _sound_cards(proc: Path = Path("/proc/asound")) -> dict[str, str] | None:
 def describe_alsa_error(device: str, detail: str) -> str:
     """One line for a failed ``snd_pcm_open``/read, with the command that helps."""
     low = detail.lower()
-    where = f"microphone alsa:{device}"
+    where = f"alsa:{device}"
     if "busy" in low:
         return (
             f"{where} is busy: another program records from it "
@@ -290,13 +288,13 @@ def open_alsa(device: str, *, channels: int = 1) -> av.container.InputContainer:
     cards = _sound_cards() if match else {}
     if cards is None:
         raise MicrophoneError(
-            f"microphone alsa:{device}: this machine has no sound support (/proc/asound is "
+            f"alsa:{device}: this machine has no sound support (/proc/asound is "
             f"missing); {VIDEO_ONLY}"
         )
     if match and match.group(1) not in cards and match.group(1) not in cards.values():
         listed = ", ".join(f"{i}: {name}" for i, name in cards.items()) or "none"
         raise MicrophoneError(
-            f"microphone alsa:{device} not found: sound cards are {listed} "
+            f"alsa:{device} not found: sound cards are {listed} "
             f"(`arecord -l` lists capture devices); {VIDEO_ONLY}"
         )
     previous = av.logging.get_level()
@@ -328,11 +326,13 @@ class AlsaSource(_OpusThreadSource):
     def __init__(self, device: str) -> None:
         super().__init__()
         self.device = device
-        self.name = f"microphone alsa:{device}"
+        self.name = f"alsa:{device}"
 
     def _open_input(self) -> av.container.InputContainer:
         container = open_alsa(self.device)
-        log.info("%s open (%s)", self.name, container.streams.audio[0].codec_context.name)
+        log.info(
+            "microphone %s open (%s)", self.name, container.streams.audio[0].codec_context.name
+        )
         return container
 
     def _close_input(self, source: Any) -> None:
@@ -340,7 +340,7 @@ class AlsaSource(_OpusThreadSource):
             try:
                 source.close()
             except Exception as exc:
-                log.debug("%s: close failed: %s", self.name, exc)
+                log.debug("microphone %s: close failed: %s", self.name, exc)
 
     def _frames(self, run: _Run, source: Any) -> Iterator[av.AudioFrame]:
         resampler = av.AudioResampler(

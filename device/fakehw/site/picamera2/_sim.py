@@ -270,8 +270,13 @@ def open_x264(
     ctx.bit_rate = bitrate
     ctx.thread_count = 1
     kbps = max(1, bitrate // 1000)
+    x264_profile = _PROFILES.get((profile or "high").lower(), "high")
+    # ultrafast turns CABAC and 8x8 transforms off, and x264 then writes the
+    # Baseline profile whatever was asked: switch them back on, as the Pi's
+    # Main/High streams use them.
+    tools = {"baseline": [], "main": ["cabac=1"], "high": ["cabac=1", "8x8dct=1"]}[x264_profile]
     ctx.options = {
-        "profile": _PROFILES.get((profile or "high").lower(), "high"),
+        "profile": x264_profile,
         "preset": "ultrafast",
         "tune": "zerolatency",
         "forced-idr": "1",
@@ -287,6 +292,7 @@ def open_x264(
                 "annexb=1",
                 "slices=1",
                 "aud=0",
+                *tools,
             ]
         ),
     }

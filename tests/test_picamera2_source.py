@@ -324,3 +324,20 @@ async def test_start_failures_are_camera_errors(fake: Path) -> None:
         await big.start(sink, sink.fault)
     assert not control.read_state(fake).open, "a failed start leaves the camera closed"
     assert sink.frames == []
+
+
+async def test_the_configured_camera_index_picks_the_camera(fake: Path) -> None:
+    control.write_control(fake, cameras=["imx708", "imx219"])
+    source = Picamera2Source(camera_config(index=1), load_picamera2())
+    sink = Sink()
+    await source.start(sink, sink.fault)
+    try:
+        await sink.wait(3)
+        assert source.model == "imx219" and control.read_state(fake).camera == 1
+    finally:
+        await source.stop()
+    missing = Picamera2Source(camera_config(index=2), load_picamera2())
+    with pytest.raises(
+        CameraError, match=r"^no camera 2: 2 camera\(s\) detected \(0: imx708, 1: imx219\)"
+    ):
+        await missing.start(sink, sink.fault)

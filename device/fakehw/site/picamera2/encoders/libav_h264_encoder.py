@@ -55,6 +55,7 @@ class LibavH264Encoder(Encoder):
             "libx264", rate=Fraction(self.framerate).limit_denominator(1000)
         )
         self._stream.codec_context.thread_count = self.threads
+        self._stream.codec_context.thread_type = av.codec.context.ThreadType.FRAME
         self._stream.width = self.width
         self._stream.height = self.height
         self._stream.pix_fmt = "yuv420p"
@@ -63,7 +64,7 @@ class LibavH264Encoder(Encoder):
             if not isinstance(self.profile, str):
                 raise RuntimeError("Profile should be a string value")
             profile = None
-            for available_profile in self._stream.codec_context.profiles:
+            for available_profile in self._stream.profiles:
                 if self.profile.lower() == available_profile.lower():
                     profile = available_profile
                     break
@@ -80,6 +81,8 @@ class LibavH264Encoder(Encoder):
         self._stream.codec_context.options["preset"] = preset
         self._stream.codec_context.options["deblock"] = "1"
         if not self.repeat:
+            # As picamera2 0.3.36 writes it; PyAV >= 14 spells the flag global_header,
+            # so the real encoder fails here too with repeat=False (peercam passes True).
             self._stream.codec_context.flags |= av.codec.context.Flags.GLOBAL_HEADER
         if self.qp is not None:
             self._stream.codec_context.qmin = self.qp

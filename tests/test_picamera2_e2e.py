@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,14 @@ async def send_pli(watch: WatchSession) -> None:
     assert watch.pc is not None and watch.answer_sdp is not None
     receiver = next(t.receiver for t in watch.pc.getTransceivers() if t.kind == "video")
     await receiver._send_rtcp_pli(video_ssrc(watch.answer_sdp))
+
+
+async def wait_log(daemon: DaemonProcess, text: str, timeout: float = WAIT) -> None:
+    """Poll (bounded) until the daemon's log contains ``text``."""
+    deadline = time.monotonic() + timeout
+    while text not in daemon.log_text():
+        assert time.monotonic() < deadline, f"{text!r} never logged:\n{daemon.log_text()}"
+        await asyncio.sleep(0.05)
 
 
 async def watch_frames(viewer: Viewer, n: int = 30) -> WatchSession:
@@ -318,5 +327,5 @@ async def test_the_encoder_follows_the_lowest_viewers_bandwidth_estimate(
     await receiver._send_rtcp(remb)
     # 85 % of 200 kbit/s for video: VIDIOC_S_CTRL(V4L2_CID_MPEG_VIDEO_BITRATE) reached the device.
     await cam.wait_state(lambda s: 170_000 in s.bitrates, WAIT, "bitrate 170 kbit/s")
-    assert "camera: bitrate" in daemon.log_text()
+    await wait_log(daemon, "camera: bitrate 500 -> 170 kbit/s (lowest viewer estimate 200 kbit/s)")
     await watch.wait_frames(watch.frames + 30, WAIT)  # and the picture goes on

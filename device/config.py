@@ -104,6 +104,39 @@ class CameraConfig(_Section):
     keyframe_interval: Annotated[int, Field(ge=1, le=600)] = 60
     #: Seconds the camera keeps running after the last viewer left.
     idle_stop: Annotated[float, Field(ge=0, le=3600)] = 5.0
+    #: picamera2 only: which camera (``rpicam-hello --list-cameras`` order), and
+    #: the picture's orientation (the Pi's ISP flips; it cannot turn by 90°).
+    index: Annotated[int, Field(ge=0, le=7)] = 0
+    hflip: bool = False
+    vflip: bool = False
+    rotation: int = 0
+    #: Lowest bitrate the encoder may go down to when a viewer's bandwidth
+    #: estimate (REMB) is low; ``bitrate`` is the highest (picamera2 only).
+    min_bitrate: Annotated[int, Field(ge=50_000, le=25_000_000)] = 300_000
+
+    @field_validator("rotation")
+    @classmethod
+    def _check_rotation(cls, rotation: int) -> int:
+        if rotation not in (0, 180):
+            raise ValueError(
+                "allowed: 0 or 180 (the Pi's ISP can flip but not transpose: mount the "
+                "camera the other way, or use hflip/vflip)"
+            )
+        return rotation
+
+    @model_validator(mode="after")
+    def _check_min_bitrate(self) -> CameraConfig:
+        if "min_bitrate" in self.model_fields_set and self.min_bitrate > self.bitrate:
+            raise ValueError(
+                f"min_bitrate ({self.min_bitrate}) is above bitrate ({self.bitrate}); "
+                "bitrate is the highest the encoder uses"
+            )
+        return self
+
+    @property
+    def lowest_bitrate(self) -> int:
+        """The floor for REMB-driven bitrate (never above ``bitrate``)."""
+        return min(self.min_bitrate, self.bitrate)
 
 
 class AudioConfig(_Section):

@@ -63,13 +63,21 @@ class Daemon:
             faults.append(f"speaker: {self.speaker.fault}")
         if self.ice_health is not None:
             faults += self.ice_health.faults()
-        return {
+        extra: dict[str, object] = {
             "camera": str(self.video.state),
             "faults": faults,
             "button": self.panel is not None,
             "door": self.panel is not None and self.panel.door is not None,
             "replies": self.speaker.replies() if self.speaker is not None else [],
         }
+        source = self.video.source
+        if hasattr(source, "encoder_kind"):  # picamera2: "hardware" or "software" (Pi 5)
+            extra["encoder"] = source.encoder_kind
+        if warnings := list(getattr(source, "warnings", ())):
+            extra["warnings"] = [f"camera: {w}" for w in warnings]
+        if self.audio is not None:
+            extra["microphone"] = str(self.audio.state)
+        return extra
 
     def _build(self) -> None:
         cfg = self.config
@@ -96,6 +104,7 @@ class Daemon:
                 queue_frames=25,
                 idle_stop=cfg.camera.idle_stop,
                 on_state_change=on_change,
+                fault_level=logging.WARNING,  # a missing microphone degrades, video goes on
             )
         self.speaker = Speaker(cfg.talkback)
         self.speaker.start()

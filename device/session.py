@@ -23,9 +23,10 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
-from .hub import MediaHub
+from .hub import MediaHub, Subscription
 from .protocol import ByeReason, ErrorCode, IceCandidate, ProtocolError
 from .talkback import Speaker
 from .tracks import PassthroughTrack
@@ -154,6 +155,7 @@ class Session:
                 audio = pc.addTransceiver("audio", direction="recvonly")
             audio.setCodecPreferences(opus_preferences())
         self._hook_keyframe_requests(video.sender)
+        self._hook_bandwidth_reports(video.sender, video_track.subscription)
 
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
@@ -241,6 +243,27 @@ class Session:
             self._video_hub.request_keyframe(f"PLI/FIR from {self.label}")
 
         sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
+
+    def _hook_bandwidth_reports(self, sender: RTCRtpSender, subscription: Subscription) -> None:
+        """Pass the viewer's REMB estimates to the hub (the encoder follows the lowest).
+
+        aiortc hands REMB only to its own encoder; the hook sees every RTCP
+        packet routed to this sender first, then lets aiortc handle it.
+        """
+        handle = sender._handle_rtcp_packet
+
+        async def handle_with_remb(packet: object) -> None:
+            if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+                try:
+                    bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                except ValueError:
+                    pass  # another PSFB APP message, not REMB
+                else:
+                    if sender._ssrc in ssrcs:
+                        self._video_hub.report_bandwidth(subscription, bitrate)
+            await handle(packet)  # type: ignore[arg-type]
+
+        sender._handle_rtcp_packet = handle_with_remb  # type: ignore[method-assign]
 
     # --- life ---------------------------------------------------------------------
 

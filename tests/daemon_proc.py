@@ -303,6 +303,7 @@ class DaemonProcess:
         *,
         status_auth: tuple[str, str] | None = None,
         extra_args: list[str] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.config = copy.deepcopy(dict(config))
         self.device: str = self.config["device"]["id"]
@@ -314,6 +315,7 @@ class DaemonProcess:
         self.log_path = self.workdir / f"{self.device}.log"
         self.status_auth = status_auth
         self.extra_args = list(extra_args or [])
+        self.env = dict(env or {})  # added to (and overriding) the test's environment
         self.proc: subprocess.Popen[bytes] | None = None
         self.expect_clean_exit = True  # teardown checks exit code 0 after SIGTERM
 
@@ -357,6 +359,7 @@ class DaemonProcess:
         self.config_path.write_text(to_toml(self.config), encoding="utf-8")
         env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "INVOCATION_ID")}
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(self.env)
         with self.log_path.open("ab") as log:
             log.write(f"--- tests/daemon_proc.py: {' '.join(self.command())}\n".encode())
             log.flush()

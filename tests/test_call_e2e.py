@@ -359,3 +359,24 @@ async def test_without_gpio_the_daemon_says_so_once_and_serves(
     stale = await alice.watch(call="no-such-call-1", hello=False)
     await stale.wait_frames(3)
     assert "offered to answer call no-such-call-1, but no call is ringing" in daemon.log_text()
+
+
+async def test_talkback_with_a_microphone_is_audio_both_ways(
+    door_factory: StartDoor, viewer_factory: ViewerFactory, mosquitto: MosquittoBroker
+) -> None:
+    door = await door_factory(audio={"source": "test-tone"})  # the device's mic: 440 Hz
+    alice = await viewer_factory(mosquitto, "alice")
+    await alice.wait_status(state="online")
+    await door.press()
+    call = (await alice.next_event())["call"]
+    session = await alice.watch(call=call, send_audio=ToneTrack(660.0))  # alice's voice
+    assert audio_direction(session.answer_sdp) == "sendrecv"
+    await session.wait_frames(5)
+    await session.wait_audio_frames(25)  # the visitor's side reaches alice
+
+    def heard() -> bool:
+        return door.wav.exists() and len(read_wav(str(door.wav))[0]) > 48_000
+
+    await wait_until(heard, "alice's voice did not reach the speaker", timeout=15)
+    samples, rate = read_wav(str(door.wav))
+    assert abs(dominant_frequency(samples[-48_000:], rate) - 660.0) < 5

@@ -11,6 +11,7 @@ from .hub import MediaHub
 from .ice import IceServers, restrict_host_addresses
 from .mqtt_link import LastWill, MqttLink
 from .protocol import ByeReason, Topics, encode
+from .sdnotify import Notifier, install_test_loop_blocker
 from .signaling import DeviceDescription, Signaling
 from .sources.factory import make_audio_source, make_video_source
 from .tasks import wait_tasks
@@ -29,6 +30,7 @@ class Daemon:
         self.video: MediaHub | None = None
         self.audio: MediaHub | None = None
         self.ready = asyncio.Event()
+        self.notifier = Notifier()  # systemd Type=notify; does nothing outside systemd
 
     def _status_extra(self) -> dict[str, object]:
         assert self.video is not None
@@ -101,7 +103,7 @@ class Daemon:
             subscriptions=[self.topics.inbox_filter],
             on_message=self.signaling.on_message,
             on_connect=self._on_connect,
-            on_disconnect=self.signaling.link_lost,
+            on_disconnect=self._on_link_lost,
         )
 
     def _on_media_state(self) -> None:
@@ -112,11 +114,20 @@ class Daemon:
         assert self.link is not None
         return await self.link.publish(topic, payload, retain=retain)
 
+    def _on_link_lost(self) -> None:
+        assert self.signaling is not None
+        self.signaling.link_lost()
+        self.notifier.status(f"lost the broker {self.config.mqtt.url}: reconnecting")
+
     async def _on_connect(self) -> None:
         assert self.signaling is not None
         await self.signaling.publish_status()
-        if not self.ready.is_set():
+        online = f"online: device {self.config.device.id!r} on {self.config.mqtt.url}"
+        if self.ready.is_set():
+            self.notifier.status(online)
+        else:
             self.ready.set()
+            self.notifier.ready(online)
             log.info(
                 "device %r online: viewers can watch on %s/+ (max %d)",
                 self.config.device.id,
@@ -128,6 +139,9 @@ class Daemon:
         self._build()
         assert self.link is not None and self.signaling is not None and self.video is not None
         self.signaling.start()
+        install_test_loop_blocker(asyncio.get_running_loop())
+        self.notifier.status(f"connecting to {self.config.mqtt.url}")
+        watchdog_task = asyncio.create_task(self.notifier.pet_watchdog(), name="peercam-watchdog")
         link_task = asyncio.create_task(self.link.run(), name="peercam-mqtt")
         stop_task = asyncio.create_task(stop.wait(), name="peercam-stop")
         try:
@@ -138,15 +152,17 @@ class Daemon:
                 link_task.result()  # the link never ends by itself: surface why it did
         finally:
             log.info("shutting down")
+            self.notifier.stopping()
             await self.signaling.close(ByeReason.SHUTDOWN)
             if self.link.connected.is_set():
                 await self.link.publish(
                     self.topics.status, encode(self.signaling.status("offline")), retain=True
                 )
-            for task in (link_task, stop_task):
+            for task in (link_task, stop_task, watchdog_task):
                 task.cancel()
-            await wait_tasks((link_task, stop_task), 5.0, log)
+            await wait_tasks((link_task, stop_task, watchdog_task), 5.0, log)
             await self.video.close()
             if self.audio is not None:
                 await self.audio.close()
+            self.notifier.close()
             log.info("stopped")

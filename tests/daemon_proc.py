@@ -303,8 +303,11 @@ class DaemonProcess:
         *,
         status_auth: tuple[str, str] | None = None,
         extra_args: list[str] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.config = copy.deepcopy(dict(config))
+        #: Extra environment variables for the daemon process (e.g. NOTIFY_SOCKET).
+        self.env = dict(env or {})
         self.device: str = self.config["device"]["id"]
         self.prefix: str = self.config.get("mqtt", {}).get("topic_prefix", "peercam")
         self.broker_url: str = self.config["mqtt"]["url"]
@@ -357,6 +360,7 @@ class DaemonProcess:
         self.config_path.write_text(to_toml(self.config), encoding="utf-8")
         env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "INVOCATION_ID")}
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(self.env)
         with self.log_path.open("ab") as log:
             log.write(f"--- tests/daemon_proc.py: {' '.join(self.command())}\n".encode())
             log.flush()

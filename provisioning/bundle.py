@@ -39,10 +39,15 @@ def _toml(value: object) -> str:
     raise TypeError(f"no TOML form for {value!r}")
 
 
+def install_dir(template: str, device_id: str) -> str:
+    """Where the bundle lives on the Pi; ``{device}`` in the setting is the device id."""
+    return template.replace("{device}", device_id).rstrip("/")
+
+
 def render_device_config(registry: Registry, device_id: str, *, turn: bool, ca: bool) -> str:
     device = registry.device(device_id)
     settings = registry.settings
-    where = settings.install_dir.rstrip("/")
+    where = install_dir(settings.install_dir, device_id)
     sections: dict[str, dict[str, object]] = {
         "device": {"id": device_id, "name": device.name},
         "mqtt": {

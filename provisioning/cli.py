@@ -90,6 +90,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         ("install_dir", "install_dir"),
         ("plain", "plain"),
         ("listen_address", "listen_address"),
+        ("one_connection_per_user", "one_connection_per_user"),
         ("mqtt_port", "mqtt_port"),
         ("mqtts_port", "mqtts_port"),
         ("ws_port", "ws_port"),
@@ -383,6 +384,21 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     init.add_argument("--listen-address", help="address every listener binds to (default all)")
     for name, default in (("mqtt", 1883), ("mqtts", 8883), ("ws", 8083), ("wss", 8084)):
         init.add_argument(f"--{name}-port", type=int, help=f"{name} listener port ({default})")
+    own = init.add_mutually_exclusive_group()
+    own.add_argument(
+        "--one-connection-per-user",
+        dest="one_connection_per_user",
+        action="store_const",
+        const=True,
+        help="client id = user name: nobody can take over another user's connection, but "
+        "two tabs or screens of one viewer id then disconnect each other",
+    )
+    own.add_argument(
+        "--many-connections-per-user",
+        dest="one_connection_per_user",
+        action="store_const",
+        const=False,
+    )
     plain = init.add_mutually_exclusive_group()
     plain.add_argument(
         "--plain",

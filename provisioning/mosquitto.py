@@ -95,18 +95,28 @@ def render_conf(settings: Settings, *, http_dir: bool = False) -> str:
         "",
     ]
     www = [f"http_dir {d}/www"] if http_dir else []
+    # Mosquitto 2.0 lets any authenticated client take over a connected client id
+    # (the old connection is closed). With this, the client id IS the user name.
+    own_id = ["use_username_as_clientid true"] if settings.one_connection_per_user else []
     if settings.tls:
         tls = [
             f"certfile {settings.tls_certfile}",
             f"keyfile {settings.tls_keyfile}",
             "tls_version tlsv1.2",
         ]
-        lines += ["# devices: MQTT over TLS", f"listener {settings.mqtts_port}{bind}", *tls, ""]
+        lines += [
+            "# devices: MQTT over TLS",
+            f"listener {settings.mqtts_port}{bind}",
+            *tls,
+            *own_id,
+            "",
+        ]
         lines += [
             "# browsers: MQTT over secure WebSockets (wss://)",
             f"listener {settings.wss_port}{bind}",
             "protocol websockets",
             *tls,
+            *own_id,
             *www,
             "",
         ]
@@ -114,9 +124,11 @@ def render_conf(settings: Settings, *, http_dir: bool = False) -> str:
         lines += [
             "# UNENCRYPTED listeners: passwords cross the network in clear (trusted LAN only)",
             f"listener {settings.mqtt_port}{bind}",
+            *own_id,
             "",
             f"listener {settings.ws_port}{bind}",
             "protocol websockets",
+            *own_id,
             *(www if not settings.tls else []),
             "",
         ]

@@ -66,6 +66,9 @@ class Settings(_Model):
     mqtts_port: int = 8883
     ws_port: int = 8083
     wss_port: int = 8084
+    #: ``use_username_as_clientid`` on every listener: one connection per user, so nobody
+    #: can take over (disconnect) another user's session by reusing its client id.
+    one_connection_per_user: bool = False
     #: Address every listener binds to ("" = all addresses).
     listen_address: str = ""
     #: Plain (unencrypted) MQTT and WebSockets listeners; None = only when there is no TLS.
@@ -77,7 +80,7 @@ class Settings(_Model):
     private_ca: bool = False
     #: Where export's files go on the broker host (paths inside peercam.conf).
     mosquitto_dir: str = "/etc/mosquitto/peercam"
-    #: Where a bundle goes on the Pi (paths inside peercam.toml).
+    #: Where a bundle goes on the Pi (paths inside peercam.toml); ``{device}`` = the id.
     install_dir: str = "/etc/peercam"
     #: TURN server host name ("" = no TURN) and port (UDP and TCP).
     turn_host: str = ""

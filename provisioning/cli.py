@@ -29,6 +29,7 @@ examples:
   peercam provision device add frontdoor --name "Front door"
   peercam provision viewer add alice --device frontdoor           # prints alice's password once
   peercam provision grant bob frontdoor
+  peercam provision init --public-host broker.example.net --web-proxy   # HTTPS via Caddy
   peercam provision export --dashboard
 Secrets are written 0600 and never printed, except a generated viewer password (once).
 """
@@ -91,10 +92,12 @@ def cmd_init(args: argparse.Namespace) -> int:
         ("plain", "plain"),
         ("listen_address", "listen_address"),
         ("one_connection_per_user", "one_connection_per_user"),
+        ("web_proxy", "web_proxy"),
         ("mqtt_port", "mqtt_port"),
         ("mqtts_port", "mqtts_port"),
         ("ws_port", "ws_port"),
         ("wss_port", "wss_port"),
+        ("proxy_ws_port", "proxy_ws_port"),
     ):
         value = getattr(args, option)
         if value is not None:
@@ -137,7 +140,9 @@ def settings_warnings(registry: Registry) -> list[str]:
     if any(url.startswith(("mqtt:", "ws:")) for url in urls) and not s.plain_listeners:
         warnings.append("devices use plain mqtt:// but plain listeners are off (init --plain)")
     if not s.tls and not s.plain_listeners:
-        warnings.append("no listener at all: neither a certificate nor plain listeners")
+        warnings.append("no listener for devices: neither a certificate nor plain listeners")
+    if s.web_proxy and not s.public_host:
+        warnings.append("--web-proxy needs the broker's name for its certificate: --public-host")
     return warnings
 
 
@@ -321,6 +326,11 @@ def cmd_export(args: argparse.Namespace) -> int:
             f"  install -m 0640 -g turnserver {out}/coturn/turnserver.conf /etc/turnserver.conf"
             " && systemctl restart coturn"
         )
+    if args.dashboard:
+        _out(f"  rm -rf {s.www_dir} && cp -r {out}/www {s.www_dir} && chmod -R a+rX {s.www_dir}")
+    if args.dashboard and s.web_proxy:
+        _out(f"  install -m 0644 {out}/caddy/Caddyfile /etc/caddy/Caddyfile")
+        _out("  systemctl reload caddy")
     return 0
 
 
@@ -382,8 +392,23 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     init.add_argument("--mosquitto-dir", help="where export's files go on the broker host")
     init.add_argument("--install-dir", help="where a bundle goes on the Pi (default /etc/peercam)")
     init.add_argument("--listen-address", help="address every listener binds to (default all)")
-    for name, default in (("mqtt", 1883), ("mqtts", 8883), ("ws", 8083), ("wss", 8084)):
+    for name, default in (
+        ("mqtt", 1883),
+        ("mqtts", 8883),
+        ("ws", 8083),
+        ("wss", 8084),
+        ("proxy-ws", 9001),
+    ):
         init.add_argument(f"--{name}-port", type=int, help=f"{name} listener port ({default})")
+    proxy = init.add_mutually_exclusive_group()
+    proxy.add_argument(
+        "--web-proxy",
+        dest="web_proxy",
+        action="store_const",
+        const=True,
+        help="browsers come through Caddy (HTTPS, dashboard, /mqtt); needs --public-host",
+    )
+    proxy.add_argument("--no-web-proxy", dest="web_proxy", action="store_const", const=False)
     own = init.add_mutually_exclusive_group()
     own.add_argument(
         "--one-connection-per-user",
@@ -489,7 +514,8 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     exp.add_argument(
         "--dashboard",
         action="store_true",
-        help="also copy the dashboard into mosquitto/www (served by Mosquitto's http_dir)",
+        help="also write www/ (the dashboard and its config.json) and, with --web-proxy, "
+        "caddy/Caddyfile",
     )
     _with_func(exp, cmd_export)
     return parser

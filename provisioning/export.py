@@ -6,8 +6,9 @@ Writes into the registry folder (nothing outside it)::
     mosquitto/acl            acl_file                                  (0644)
     mosquitto/peercam.conf   listeners + the lines loading those files (0644)
     mosquitto/tls/           the broker's certificate and key, with a private CA
-    mosquitto/www/           the dashboard + config.json (with --dashboard)
     coturn/turnserver.conf   coturn, with the shared secret            (0600)
+    www/                     the dashboard + config.json (with --dashboard)
+    caddy/Caddyfile          HTTPS for the dashboard and /mqtt (with --dashboard)
     devices/ID/peercam.toml  every device bundle, refreshed
 """
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .bundle import write_bundle
+from .caddy import MQTT_PATH, render_caddyfile
 from .coturn import render_turnserver_conf
 from .files import ensure_dir, generate_secret, read_secret, write_file, write_secret
 from .mosquitto import render_acl, render_conf, render_passwd_file
@@ -57,7 +59,12 @@ def dashboard_config(registry: Registry) -> dict[str, str]:
     """What the dashboard reads from config.json to find the broker (``{host}`` = page host)."""
     s = registry.settings
     host = s.public_host or "{host}"
-    url = f"wss://{host}:{s.wss_port}/mqtt" if s.tls else f"ws://{host}:{s.ws_port}/mqtt"
+    if s.web_proxy:
+        url = "wss://{host}" + MQTT_PATH  # the page's own origin, through the proxy
+    elif s.tls:
+        url = f"wss://{host}:{s.wss_port}/mqtt"
+    else:
+        url = f"ws://{host}:{s.ws_port}/mqtt"
     return {"broker_url": url, "topic_prefix": s.topic_prefix}
 
 
@@ -70,7 +77,7 @@ def export(registry: Registry, *, dashboard: bool = False) -> ExportResult:
     result.written.append(
         write_file(
             out / "peercam.conf",
-            render_conf(registry.settings, http_dir=dashboard),
+            render_conf(registry.settings),
             mode=0o644,
         )
     )
@@ -81,7 +88,7 @@ def export(registry: Registry, *, dashboard: bool = False) -> ExportResult:
             write_file(target, source.read_text(encoding="utf-8"), mode=mode)
             result.written.append(target)
     if dashboard:
-        www = out / "www"
+        www = registry.root / "www"
         if www.exists():
             shutil.rmtree(www)
         shutil.copytree(
@@ -91,6 +98,10 @@ def export(registry: Registry, *, dashboard: bool = False) -> ExportResult:
         )
         config = json.dumps(dashboard_config(registry), indent=2) + "\n"
         result.written.append(write_file(www / "config.json", config, mode=0o644))
+        if registry.settings.web_proxy:
+            caddyfile = render_caddyfile(registry.settings)
+            path = registry.root / "caddy" / "Caddyfile"
+            result.written.append(write_file(path, caddyfile, mode=0o644))
     secret = ensure_turn_secret(registry)
     if secret is not None:
         conf = render_turnserver_conf(registry.settings, secret)

@@ -73,12 +73,18 @@ def render_passwd_file(registry: Registry) -> str:
     return render_passwd(entries)
 
 
-def render_conf(settings: Settings, *, http_dir: bool = False) -> str:
+def render_conf(settings: Settings) -> str:
     """The listener snippet for ``/etc/mosquitto/conf.d/peercam.conf``.
 
     Devices use MQTT over TLS (``mqtts_port``), browsers WebSockets over TLS
     (``wss_port``). Plain listeners exist only when there is no certificate or
-    the admin asked for them (``init --plain``): on a trusted LAN only.
+    the admin asked for them (``init --plain``): on a trusted LAN only.  With
+    ``web_proxy`` a WebSockets listener on 127.0.0.1 serves the local reverse
+    proxy (Caddy), which terminates TLS for browsers.
+
+    No ``http_dir``: Debian's Mosquitto 2.0.11 (libwebsockets with HTTP/2)
+    answers browsers that negotiate HTTP/2 over TLS with a protocol error
+    (eclipse/mosquitto#2251), so the dashboard is served by the proxy.
     """
     d = settings.mosquitto_dir.rstrip("/")
     bind = f" {settings.listen_address}" if settings.listen_address else ""
@@ -94,7 +100,6 @@ def render_conf(settings: Settings, *, http_dir: bool = False) -> str:
         "connection_messages true",
         "",
     ]
-    www = [f"http_dir {d}/www"] if http_dir else []
     # Mosquitto 2.0 lets any authenticated client take over a connected client id
     # (the old connection is closed). With this, the client id IS the user name.
     own_id = ["use_username_as_clientid true"] if settings.one_connection_per_user else []
@@ -117,7 +122,6 @@ def render_conf(settings: Settings, *, http_dir: bool = False) -> str:
             "protocol websockets",
             *tls,
             *own_id,
-            *www,
             "",
         ]
     if settings.plain_listeners:
@@ -129,9 +133,16 @@ def render_conf(settings: Settings, *, http_dir: bool = False) -> str:
             f"listener {settings.ws_port}{bind}",
             "protocol websockets",
             *own_id,
-            *(www if not settings.tls else []),
             "",
         ]
-    if not settings.tls and not settings.plain_listeners:
+    if settings.web_proxy:
+        lines += [
+            "# browsers through the local reverse proxy (Caddy terminates TLS, see caddy/)",
+            f"listener {settings.proxy_ws_port} 127.0.0.1",
+            "protocol websockets",
+            *own_id,
+            "",
+        ]
+    if not settings.tls and not settings.plain_listeners and not settings.web_proxy:
         lines.append("# (no listeners: no certificate and plain listeners turned off)")
     return "\n".join(lines)

@@ -69,6 +69,13 @@ class Settings(_Model):
     #: ``use_username_as_clientid`` on every listener: one connection per user, so nobody
     #: can take over (disconnect) another user's session by reusing its client id.
     one_connection_per_user: bool = False
+    #: Browsers reach the broker through a local reverse proxy (Caddy) that serves the
+    #: dashboard over HTTPS and forwards /mqtt to a WebSockets listener on 127.0.0.1.
+    web_proxy: bool = False
+    #: Mosquitto's WebSockets listener for the proxy, on 127.0.0.1 only.
+    proxy_ws_port: int = 9001
+    #: Where the proxy serves the dashboard from (on the broker host).
+    www_dir: str = "/var/www/peercam"
     #: Address every listener binds to ("" = all addresses).
     listen_address: str = ""
     #: Plain (unencrypted) MQTT and WebSockets listeners; None = only when there is no TLS.

@@ -93,6 +93,9 @@ class Settings(_Model):
     turn_host: str = ""
     turn_port: int = 3478
     turn_realm: str = "peercam"
+    #: coturn's relay port range (UDP), to open in the firewall.
+    turn_min_port: int = 49160
+    turn_max_port: int = 49400
     #: coturn ``external-ip`` (``PUBLIC`` or ``PUBLIC/PRIVATE``) for a server behind NAT.
     turn_external_ip: str = ""
     #: Networks coturn may relay to although they are private (e.g. the Pi's LAN).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -253,6 +254,27 @@ def test_listener_snippet_follows_the_tls_and_plain_settings(site: Site) -> None
     assert conf.count("use_username_as_clientid true") == 4
 
 
+def test_web_proxy_gets_a_local_listener_a_caddyfile_and_a_same_origin_dashboard(
+    site: Site,
+) -> None:
+    site.provision("init", "--web-proxy", "--public-host", "broker.example.net")
+    site.provision("tls", "--host", "broker.example.net")
+    out = site.export()
+    conf = (site.registry / "mosquitto" / "peercam.conf").read_text()
+    assert "listener 9001 127.0.0.1\nprotocol websockets\n" in conf
+    assert "http_dir" not in conf
+    caddyfile = (site.registry / "caddy" / "Caddyfile").read_text()
+    assert "broker.example.net {" in caddyfile
+    assert "reverse_proxy /mqtt 127.0.0.1:9001" in caddyfile
+    assert "root * /var/www/peercam" in caddyfile and "file_server" in caddyfile
+    assert "tls internal" not in caddyfile  # a public name: Let's Encrypt
+    config = json.loads((site.registry / "www" / "config.json").read_text())
+    # same origin as the page, whatever name the phone used to reach it
+    assert config == {"broker_url": "wss://{host}/mqtt", "topic_prefix": "peercam"}
+    assert (site.registry / "www" / "index.html").is_file()
+    assert "/etc/caddy/Caddyfile" in out
+
+
 def test_turnserver_conf_denies_inward_relaying(site: Site) -> None:
     site.provision("init", "--turn-allow-peer", "192.168.1.0/24")
     site.add_device("frontdoor")
@@ -264,6 +286,7 @@ def test_turnserver_conf_denies_inward_relaying(site: Site) -> None:
     assert "use-auth-secret" in lines
     assert f"static-auth-secret={secret}" in lines
     assert "no-multicast-peers" in lines and "no-cli" in lines and "no-tcp-relay" in lines
+    assert "min-port=49160" in lines and "max-port=49400" in lines
     denied = {line.split("=", 1)[1] for line in lines if line.startswith("denied-peer-ip=")}
     for needed in (
         "10.0.0.0-10.255.255.255",

@@ -308,29 +308,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     registry = _open(args)
     result = export(registry, dashboard=args.dashboard)
     registry.save()
-    s = registry.settings
     out = registry.root
     _out(f"wrote {', '.join(str(p.relative_to(out)) for p in result.written)}")
     _out(f"refreshed {len(result.bundles)} device bundle(s) in {out / 'devices'}/")
     for warning in settings_warnings(registry):
         _out(f"warning: {warning}")
-    d = s.mosquitto_dir.rstrip("/")
-    _out("on the broker host (as root):")
-    _out(f"  install -d -m 0750 -g mosquitto {d}")
-    _out(f"  cp -r {out}/mosquitto/. {d}/ && rm {d}/peercam.conf")
-    _out(f"  chgrp -R mosquitto {d} && chmod -R g+rX,o-rwx {d}")
-    _out(f"  install -m 0644 {out}/mosquitto/peercam.conf /etc/mosquitto/conf.d/peercam.conf")
-    _out("  systemctl reload mosquitto    # users and ACL; `restart` after listener changes")
-    if s.turn_host:
-        _out(
-            f"  install -m 0640 -g turnserver {out}/coturn/turnserver.conf /etc/turnserver.conf"
-            " && systemctl restart coturn"
-        )
-    if args.dashboard:
-        _out(f"  rm -rf {s.www_dir} && cp -r {out}/www {s.www_dir} && chmod -R a+rX {s.www_dir}")
-    if args.dashboard and s.web_proxy:
-        _out(f"  install -m 0644 {out}/caddy/Caddyfile /etc/caddy/Caddyfile")
-        _out("  systemctl reload caddy")
+    _out(f"on the broker host, put them in place with:  sudo sh {out}/install-broker.sh")
     return 0
 
 

@@ -10,6 +10,7 @@ Writes into the registry folder (nothing outside it)::
     www/                     the dashboard + config.json (with --dashboard)
     caddy/Caddyfile          HTTPS for the dashboard and /mqtt (with --dashboard)
     devices/ID/peercam.toml  every device bundle, refreshed
+    install-broker.sh        puts all that in place on the broker host (run as root)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .broker_script import render_install_script
 from .bundle import write_bundle
 from .caddy import MQTT_PATH, render_caddyfile
 from .coturn import render_turnserver_conf
@@ -109,4 +111,6 @@ def export(registry: Registry, *, dashboard: bool = False) -> ExportResult:
         result.written.append(write_file(path, conf, mode=0o600))
     for device in sorted(registry.data.devices):
         result.bundles.append(write_bundle(registry, device))
+    script = render_install_script(registry.settings, registry.root, dashboard=dashboard)
+    result.written.append(write_file(registry.root / "install-broker.sh", script, mode=0o700))
     return result

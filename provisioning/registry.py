@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -107,6 +107,17 @@ class Settings(_Model):
         if url:
             check_broker_url(url)
         return url
+
+    @field_validator("mosquitto_dir", "www_dir")
+    @classmethod
+    def _check_dir(cls, path: str) -> str:
+        # install-broker.sh replaces these folders: never "/", "/etc" or the like.
+        parts = PurePosixPath(path).parts
+        if not path.startswith("/") or len(parts) < 3 or ".." in parts:
+            raise ValueError(
+                f"{path!r} must be an absolute folder of its own, e.g. /var/www/peercam"
+            )
+        return path
 
     @property
     def tls(self) -> bool:

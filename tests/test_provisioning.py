@@ -272,7 +272,8 @@ def test_web_proxy_gets_a_local_listener_a_caddyfile_and_a_same_origin_dashboard
     # same origin as the page, whatever name the phone used to reach it
     assert config == {"broker_url": "wss://{host}/mqtt", "topic_prefix": "peercam"}
     assert (site.registry / "www" / "index.html").is_file()
-    assert "/etc/caddy/Caddyfile" in out
+    assert "install-broker.sh" in out
+    assert "/etc/caddy/Caddyfile" in (site.registry / "install-broker.sh").read_text()
 
 
 def test_turnserver_conf_denies_inward_relaying(site: Site) -> None:
@@ -364,3 +365,67 @@ def test_provision_is_a_peercam_subcommand(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 0 and "viewer add alice --device frontdoor" in done.stdout
+
+
+def test_install_broker_script_places_files_and_is_idempotent(tmp_path: Path) -> None:
+    """install-broker.sh into a scratch root (PEERCAM_DESTDIR), systemctl replaced by a log."""
+    site = Site(tmp_path / "site")
+    site.provision(
+        "init",
+        "--broker",
+        "mqtts://broker.example.net:8883",
+        "--public-host",
+        "broker.example.net",
+        "--web-proxy",
+        "--turn-host",
+        "broker.example.net",
+    )
+    site.provision("tls", "--host", "broker.example.net")
+    site.add_device("frontdoor")
+    site.add_viewer("alice", "frontdoor")
+    site.export()
+    script = site.registry / "install-broker.sh"
+    assert mode(script) == 0o700
+    shellcheck = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
+    assert shellcheck.returncode == 0, shellcheck.stdout
+    dest = tmp_path / "root"
+    calls = tmp_path / "systemctl.log"
+    fake = tmp_path / "systemctl"
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PEERCAM_DESTDIR": str(dest), "PEERCAM_SYSTEMCTL": str(fake)}
+
+    def run() -> list[str]:
+        calls.write_text("")
+        done = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return calls.read_text().splitlines()
+
+    assert run() == ["restart mosquitto", "restart coturn", "reload-or-restart caddy"]
+    m = dest / "etc/mosquitto/peercam"
+    for path, want in (
+        (m, 0o750),
+        (m / "passwd", 0o640),
+        (m / "acl", 0o640),
+        (m / "tls/server.key", 0o640),
+        (dest / "etc/turnserver.conf", 0o640),
+        (dest / "etc/mosquitto/conf.d/peercam.conf", 0o644),
+        (dest / "etc/caddy/Caddyfile", 0o644),
+        (dest / "var/www/peercam/index.html", 0o644),
+    ):
+        assert mode(path) == want, path
+    if os.geteuid() == 0:  # ownership needs root; the modes above are checked either way
+        import grp
+
+        assert grp.getgrgid(m.stat().st_gid).gr_name == "mosquitto"
+        assert grp.getgrgid((m / "passwd").stat().st_gid).gr_name == "mosquitto"
+        turn_conf = dest / "etc/turnserver.conf"
+        assert grp.getgrgid(turn_conf.stat().st_gid).gr_name == "turnserver"
+    assert (m / "passwd").read_text() == (site.registry / "mosquitto/passwd").read_text()
+    # Nothing changed: only a reload (SIGHUP), no restarts.
+    assert run() == ["reload-or-restart mosquitto"]
+    # A new viewer: still only a reload; the broker re-reads users and ACL.
+    site.add_viewer("bob", "frontdoor")
+    site.export()
+    assert run() == ["reload-or-restart mosquitto"]
+    assert "user bob" in (m / "acl").read_text()

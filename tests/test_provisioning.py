@@ -401,7 +401,10 @@ def test_install_broker_script_places_files_and_is_idempotent(tmp_path: Path) ->
         assert done.returncode == 0, done.stdout + done.stderr
         return calls.read_text().splitlines()
 
+    (dest / "etc/caddy").mkdir(parents=True)
+    (dest / "etc/caddy/Caddyfile").write_text(":80 {\n\troot * /usr/share/caddy\n}\n")
     assert run() == ["restart mosquitto", "restart coturn", "reload-or-restart caddy"]
+    assert "/usr/share/caddy" in (dest / "etc/caddy/Caddyfile.before-peercam").read_text()
     m = dest / "etc/mosquitto/peercam"
     for path, want in (
         (m, 0o750),

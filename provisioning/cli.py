@@ -192,7 +192,10 @@ def cmd_device_add(args: argparse.Namespace) -> int:
     folder = write_bundle(registry, args.id, password=password)
     registry.save()
     _out(f"device {args.id!r} added; its bundle (with secrets, 0600): {folder}/")
-    _out(f"copy that folder to the Pi and run: sudo scripts/install-pi.sh --bundle {args.id}/")
+    _out(
+        f"copy it to the Pi (scp -rp {folder} PI:) and run there: "
+        f"sudo peercam/scripts/install-pi.sh --bundle ~/{args.id}"
+    )
     _out(NEXT_STEP)
     return 0
 

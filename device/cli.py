@@ -23,6 +23,7 @@ commands:
   peercam demo                          everything on this laptop: broker, test camera, web page
   peercam run --config /etc/peercam/peercam.toml
   peercam check --config /etc/peercam/peercam.toml
+  peercam provision --help              enrol devices and viewers, generate broker files
 
 The config file is TOML; see peercam.example.toml and docs/configuration.md.
 Signaling follows PROTOCOL.md (version {PROTOCOL_VERSION}) over MQTT.
@@ -213,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fps", type=int, default=30)
     demo.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
     demo.set_defaults(func=cmd_demo)
+
+    from .provisioning.cli import register as register_provision
+
+    register_provision(sub)
     return parser
 
 

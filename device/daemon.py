@@ -17,6 +17,7 @@ from .ice import IceServers, restrict_host_addresses
 from .ice_health import IceHealth
 from .mqtt_link import LastWill, MqttLink
 from .protocol import ByeReason, ErrorCode, ProtocolError, Topics, encode
+from .sdnotify import Notifier, install_test_loop_blocker
 from .signaling import DeviceDescription, Signaling
 from .snapshot import take_snapshot
 from .sources.factory import make_audio_source, make_video_source
@@ -48,6 +49,7 @@ class Daemon:
         self.audio: MediaHub | None = None
         self.ice_health: IceHealth | None = None
         self.ready = asyncio.Event()
+        self.notifier = Notifier()  # systemd Type=notify; does nothing outside systemd
 
     def _status_extra(self) -> dict[str, object]:
         assert self.video is not None
@@ -176,7 +178,7 @@ class Daemon:
             subscriptions=[self.topics.inbox_filter],
             on_message=self.signaling.on_message,
             on_connect=self._on_connect,
-            on_disconnect=self.signaling.link_lost,
+            on_disconnect=self._on_link_lost,
         )
 
     def _on_media_state(self) -> None:
@@ -236,13 +238,22 @@ class Daemon:
         )
         await self._publish_event({"type": "opened", "by": viewer, "at": round(time.time(), 3)})
 
+    def _on_link_lost(self) -> None:
+        assert self.signaling is not None
+        self.signaling.link_lost()
+        self.notifier.status(f"lost the broker {self.config.mqtt.url}: reconnecting")
+
     async def _on_connect(self) -> None:
         assert self.signaling is not None
         await self.signaling.publish_status()
         if self.calls is not None:
             await self.calls.log.republish_all()
-        if not self.ready.is_set():
+        online = f"online: device {self.config.device.id!r} on {self.config.mqtt.url}"
+        if self.ready.is_set():
+            self.notifier.status(online)
+        else:
             self.ready.set()
+            self.notifier.ready(online)
             log.info(
                 "device %r online: viewers can watch on %s/+ (max %d)",
                 self.config.device.id,
@@ -256,6 +267,9 @@ class Daemon:
         self.signaling.start()
         if self.ice_health is not None:
             self.ice_health.start()
+        install_test_loop_blocker(asyncio.get_running_loop())
+        self.notifier.status(f"connecting to {self.config.mqtt.url}")
+        watchdog_task = asyncio.create_task(self.notifier.pet_watchdog(), name="peercam-watchdog")
         link_task = asyncio.create_task(self.link.run(), name="peercam-mqtt")
         stop_task = asyncio.create_task(stop.wait(), name="peercam-stop")
         try:
@@ -266,6 +280,7 @@ class Daemon:
                 link_task.result()  # the link never ends by itself: surface why it did
         finally:
             log.info("shutting down")
+            self.notifier.stopping()
             if self.calls is not None:
                 await self.calls.close()
             if self.ice_health is not None:
@@ -275,9 +290,9 @@ class Daemon:
                 await self.link.publish(
                     self.topics.status, encode(self.signaling.status("offline")), retain=True
                 )
-            for task in (link_task, stop_task):
+            for task in (link_task, stop_task, watchdog_task):
                 task.cancel()
-            await wait_tasks((link_task, stop_task), 5.0, log)
+            await wait_tasks((link_task, stop_task, watchdog_task), 5.0, log)
             if self.panel is not None:
                 self.panel.close()
             if self.speaker is not None:
@@ -285,4 +300,5 @@ class Daemon:
             await self.video.close()
             if self.audio is not None:
                 await self.audio.close()
+            self.notifier.close()
             log.info("stopped")

@@ -306,6 +306,8 @@ class DaemonProcess:
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.config = copy.deepcopy(dict(config))
+        #: Extra environment variables for the daemon process (e.g. NOTIFY_SOCKET).
+        self.env = dict(env or {})
         self.device: str = self.config["device"]["id"]
         self.prefix: str = self.config.get("mqtt", {}).get("topic_prefix", "peercam")
         self.broker_url: str = self.config["mqtt"]["url"]

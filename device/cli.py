@@ -24,10 +24,17 @@ commands:
   peercam dashboard --port 8080         serve the browser dashboard alone (e.g. on the broker host)
   peercam run --config /etc/peercam/peercam.toml
   peercam check --config /etc/peercam/peercam.toml
+  peercam provision --help              enrol devices and viewers, generate broker files
 
 The config file is TOML; see peercam.example.toml and docs/configuration.md.
 Signaling follows PROTOCOL.md (version {PROTOCOL_VERSION}) over MQTT.
 """
+
+
+FAKE_HARDWARE_HELP = (
+    "use the built-in fake Raspberry Pi camera (a picamera2 stand-in encoding a test picture "
+    "with libx264) instead of real hardware; for CI and laptops"
+)
 
 
 def setup_logging(verbose: int) -> None:
@@ -38,7 +45,7 @@ def setup_logging(verbose: int) -> None:
         fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
     # aiortc/aioice are chatty at INFO; their warnings still show.
-    for name in ("aioice", "aiortc", "peercam.mqtt.paho", "amqtt", "transitions"):
+    for name in ("aioice", "aiortc", "peercam.mqtt.paho", "amqtt", "transitions", "picamera2"):
         logging.getLogger(name).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
 
 
@@ -71,16 +78,29 @@ def _load(path: str) -> Config:
         raise SystemExit(2) from None
 
 
+def _fake_hardware(args: argparse.Namespace) -> None:
+    """``--fake-hardware``: the fake picamera2 (``peercam.fakehw``) instead of a real Pi's."""
+    if getattr(args, "fake_hardware", False):
+        from .fakehw import install
+
+        log.info("fake hardware: picamera2 and libcamera come from %s", install())
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .daemon import Daemon
     from .sources.factory import SourceUnavailable
 
     config = _load(args.config)
+    _fake_hardware(args)
     log.info("peercam %s starting: device %r from %s", __version__, config.device.id, args.config)
 
     async def main(stop: asyncio.Event) -> int:
+        daemon = Daemon(config, fake_hardware=args.fake_hardware)
+        if args.fake_hardware:
+            log.info("fake hardware: mock GPIO pins; SIGUSR1 presses the call button")
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, daemon.press_call_button)
         try:
-            await Daemon(config).run(stop)
+            await daemon.run(stop)
         except (ConfigError, SourceUnavailable) as exc:
             log.error("%s", exc)
             return 2
@@ -95,6 +115,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if not args.verbose:
         logging.getLogger("peercam").setLevel(logging.WARNING)  # the report is the output
+    _fake_hardware(args)
     print(f"config {args.config}: OK (device {config.device.id!r}, broker {config.mqtt.url})")
     return asyncio.run(run_checks(config))
 
@@ -170,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_CONFIG,
         help=f"TOML config file (default {DEFAULT_CONFIG})",
     )
+    run.add_argument(
+        "--fake-hardware",
+        action="store_true",
+        help=FAKE_HARDWARE_HELP + "; GPIO pins are gpiozero mocks and SIGUSR1 presses the "
+        "call button",
+    )
     run.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
     run.set_defaults(func=cmd_run)
 
@@ -187,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"TOML config file (default {DEFAULT_CONFIG})",
     )
     check.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
+    check.add_argument("--fake-hardware", action="store_true", help=FAKE_HARDWARE_HELP)
     check.set_defaults(func=cmd_check)
 
     demo = sub.add_parser(
@@ -221,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument("--prefix", default="peercam", help="MQTT topic prefix (default peercam)")
     dash.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
     dash.set_defaults(func=cmd_dashboard)
+
+    from .provisioning.cli import register as register_provision
+
+    register_provision(sub)
     return parser
 
 

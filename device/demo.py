@@ -119,7 +119,7 @@ def browser_broker_url(broker: EmbeddedBroker) -> str:
     return broker.ws_url
 
 
-def page_config(broker_ws_url: str) -> dict[str, str | bool | int]:
+def page_config(broker_ws_url: str) -> dict[str, object]:
     """What the dashboard reads from /config.json: the broker, and to sign in by itself."""
     return {
         "broker_url": broker_ws_url,
@@ -131,6 +131,8 @@ def page_config(broker_ws_url: str) -> dict[str, str | bool | int]:
         # The embedded broker is anonymous and speaks MQTT 3.1.1 only.
         "auto_signin": True,
         "mqtt_version": 4,
+        # The demo's device has a (mock) call button: the page shows "ring".
+        "demo": True,
     }
 
 
@@ -197,7 +199,13 @@ async def run_demo(
         ).encode()
 
         config = demo_config(broker.tcp_url, host=host, width=width, height=height, fps=fps)
-        daemon = Daemon(config)
+        daemon = Daemon(config, fake_hardware=True)
+
+        async def ring() -> dict[str, object]:
+            daemon.press_call_button()
+            return {"ok": True}
+
+        web.actions["/api/ring"] = ring
         daemon_task = asyncio.create_task(daemon.run(daemon_stop), name="peercam-demo-daemon")
 
         await _wait_ready(daemon, daemon_task, stop)

@@ -21,11 +21,14 @@ from aiortc import (
     RTCRtpSender,
     RTCSessionDescription,
 )
+from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
-from .hub import MediaHub
+from .hub import MediaHub, Subscription
 from .protocol import ByeReason, ErrorCode, IceCandidate, ProtocolError
+from .talkback import Speaker
 from .tracks import PassthroughTrack
 
 log = logging.getLogger("peercam.session")
@@ -81,6 +84,7 @@ class Session:
         ice_servers: list[RTCIceServer],
         connect_timeout: float,
         on_end: Callable[[Session, ByeReason | None], None],
+        speaker: Speaker | None = None,
     ) -> None:
         self.viewer = viewer
         self.id = session_id
@@ -89,6 +93,8 @@ class Session:
         self._audio_hub = audio
         self._connect_timeout = connect_timeout
         self._on_end = on_end
+        self._speaker = speaker  # set only for the session that answered a call
+        self._talkback_task: asyncio.Task[None] | None = None
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers)))
         self._tracks: list[PassthroughTrack] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -99,6 +105,7 @@ class Session:
         self.connected_at: float | None = None
         self.keyframe_requests = 0
         self._pc.on("connectionstatechange", self._on_connection_state)
+        self._pc.on("track", self._on_track)
 
     @property
     def closed(self) -> bool:
@@ -113,7 +120,8 @@ class Session:
         H.264, ``bad-request`` for an unreadable one).
         """
         try:
-            kinds = [media.kind for media in SessionDescription.parse(offer_sdp).media]
+            offered = SessionDescription.parse(offer_sdp).media
+            kinds = [media.kind for media in offered]
         except Exception as exc:
             raise ProtocolError(
                 ErrorCode.BAD_REQUEST, f"unreadable offer SDP: {describe(exc)}", self.id
@@ -128,14 +136,26 @@ class Session:
         video = pc.addTransceiver(video_track, direction="sendonly")
         video.setCodecPreferences(h264_preferences())
         audio: RTCRtpTransceiver | None = None
-        if "audio" in kinds and self._audio_hub is not None:
-            audio_track = PassthroughTrack(
-                "audio", self._audio_hub.subscribe(f"audio→{self.label}")
-            )
-            self._tracks.append(audio_track)
-            audio = pc.addTransceiver(audio_track, direction="sendonly")
+        viewer_sends_audio = any(
+            m.kind == "audio" and m.direction in ("sendrecv", "sendonly") for m in offered
+        )
+        talkback = self._speaker is not None and viewer_sends_audio
+        if not talkback:
+            self._speaker = None
+        if "audio" in kinds and (self._audio_hub is not None or talkback):
+            if self._audio_hub is not None:
+                audio_track = PassthroughTrack(
+                    "audio", self._audio_hub.subscribe(f"audio→{self.label}")
+                )
+                self._tracks.append(audio_track)
+                audio = pc.addTransceiver(
+                    audio_track, direction="sendrecv" if talkback else "sendonly"
+                )
+            else:
+                audio = pc.addTransceiver("audio", direction="recvonly")
             audio.setCodecPreferences(opus_preferences())
         self._hook_keyframe_requests(video.sender)
+        self._hook_bandwidth_reports(video.sender, video_track.subscription)
 
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
@@ -197,6 +217,18 @@ class Session:
                 ErrorCode.BAD_REQUEST, f"ICE candidate refused: {exc}", self.id
             ) from None
 
+    @property
+    def talkback(self) -> bool:
+        """True when this session's audio plays on the device's speaker."""
+        return self._speaker is not None
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind != "audio" or self._speaker is None or self._talkback_task is not None:
+            return
+        self._talkback_task = asyncio.get_running_loop().create_task(
+            self._speaker.play_track(track, self.label), name=f"peercam-talkback-{self.label}"
+        )
+
     # --- keyframes ----------------------------------------------------------------
 
     def _hook_keyframe_requests(self, sender: RTCRtpSender) -> None:
@@ -211,6 +243,27 @@ class Session:
             self._video_hub.request_keyframe(f"PLI/FIR from {self.label}")
 
         sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
+
+    def _hook_bandwidth_reports(self, sender: RTCRtpSender, subscription: Subscription) -> None:
+        """Pass the viewer's REMB estimates to the hub (the encoder follows the lowest).
+
+        aiortc hands REMB only to its own encoder; the hook sees every RTCP
+        packet routed to this sender first, then lets aiortc handle it.
+        """
+        handle = sender._handle_rtcp_packet
+
+        async def handle_with_remb(packet: object) -> None:
+            if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+                try:
+                    bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                except ValueError:
+                    pass  # another PSFB APP message, not REMB
+                else:
+                    if sender._ssrc in ssrcs:
+                        self._video_hub.report_bandwidth(subscription, bitrate)
+            await handle(packet)  # type: ignore[arg-type]
+
+        sender._handle_rtcp_packet = handle_with_remb  # type: ignore[method-assign]
 
     # --- life ---------------------------------------------------------------------
 
@@ -260,6 +313,17 @@ class Session:
         except Exception:
             return "path unknown"
 
+    def local_candidate_types(self) -> set[str]:
+        """Types of the local ICE candidates gathered for the answer (host, srflx, relay)."""
+        types: set[str] = set()
+        for transceiver in self._pc.getTransceivers():
+            try:
+                gatherer = transceiver.sender.transport.transport.iceGatherer
+            except AttributeError:
+                continue
+            types.update(c.type for c in gatherer.getLocalCandidates())
+        return types
+
     def _start_close(self) -> asyncio.Task[None]:
         if self._close_task is None:
             self.state = SessionState.CLOSED
@@ -267,6 +331,8 @@ class Session:
                 self._timer.cancel()
             for track in self._tracks:
                 track.stop()
+            if self._talkback_task is not None:
+                self._talkback_task.cancel()
             self._close_task = asyncio.get_running_loop().create_task(
                 self._close_peer_connection(), name=f"peercam-close-{self.label}"
             )

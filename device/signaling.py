@@ -16,6 +16,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from .calls import CallManager
 from .config import WebRtcConfig
 from .hub import MediaHub
 from .ice import IceServers
@@ -29,7 +30,9 @@ from .protocol import (
     ErrorCode,
     Hello,
     Offer,
+    Open,
     ProtocolError,
+    Reply,
     Topics,
     ViewerMessage,
     bye_message,
@@ -38,6 +41,7 @@ from .protocol import (
     parse_viewer_message,
 )
 from .session import Session
+from .talkback import Speaker
 from .tasks import wait_tasks
 
 log = logging.getLogger("peercam.signaling")
@@ -99,6 +103,9 @@ class Signaling:
         ice: IceServers,
         publish: Publish,
         status_extra: Callable[[], dict[str, object]] | None = None,
+        calls: CallManager | None = None,
+        speaker: Speaker | None = None,
+        open_door: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.topics = topics
         self.webrtc = webrtc
@@ -118,7 +125,14 @@ class Signaling:
         self._status_task: asyncio.Task[None] | None = None
         self._closing = False
         self._link_losses = 0
-        self.call: str | None = None
+        self.calls = calls
+        self.speaker = speaker
+        self._open_door = open_door
+
+    @property
+    def call(self) -> str | None:
+        """The ringing or answered call, for ``status``."""
+        return self.calls.call if self.calls is not None else None
 
     # --- entry from MQTT ---------------------------------------------------------
 
@@ -216,7 +230,29 @@ class Signaling:
             case Bye(session=session):
                 await self._bye_from_viewer(viewer, session)
             case Decline(call=call):
-                log.info("%s declined call %s (no call is ringing)", viewer, call)
+                if self.calls is None:
+                    log.info(
+                        "%s declined call %s, but this device has no call button", viewer, call
+                    )
+                else:
+                    self.calls.decline(viewer, call)
+            case Reply(reply=reply):
+                self._reply(viewer, reply)
+            case Open():
+                if self._open_door is None:
+                    raise ProtocolError(ErrorCode.UNSUPPORTED, "this device has no door strike")
+                await self._open_door(viewer)
+
+    def _reply(self, viewer: str, reply: str) -> None:
+        if self.speaker is None or not self.speaker.available:
+            raise ProtocolError(ErrorCode.UNSUPPORTED, "this device has no speaker")
+        played = self.speaker.play_reply(reply)
+        if played is None:
+            known = ", ".join(r["id"] for r in self.speaker.replies())
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST, f"no quick reply {reply!r} here (status.replies: {known})"
+            )
+        log.info("%s: playing quick reply %r (%s)", viewer, played.id, played.text)
 
     # --- handlers -----------------------------------------------------------------
 
@@ -256,6 +292,7 @@ class Signaling:
         return int(len(self._viewer_sessions(viewer)) >= self.webrtc.max_sessions_per_viewer)
 
     async def _offer(self, viewer: str, offer: Offer) -> None:
+        ice_servers = await self.ice.device_servers()  # only servers that answer
         key = (viewer, offer.session)
         previous = self.sessions.pop(key, None)
         if previous is not None:
@@ -270,14 +307,20 @@ class Signaling:
             log.info("%s: %s has too many sessions; replacing the oldest", oldest.label, viewer)
             await self._end_session(oldest, ByeReason.REPLACED)
 
+        answers_call = (
+            offer.call is not None
+            and self.calls is not None
+            and self.calls.claim(viewer, offer.session, offer.call)
+        )
         session = Session(
             viewer,
             offer.session,
             video=self.video,
             audio=self.audio,
-            ice_servers=self.ice.for_device(),
+            ice_servers=ice_servers,
             connect_timeout=self.webrtc.connect_timeout,
             on_end=self._session_ended,
+            speaker=self.speaker if answers_call else None,
         )
         self.sessions[key] = session  # hold the slot while negotiating
         self._every_session.add(session)
@@ -285,19 +328,21 @@ class Signaling:
         try:
             sdp = await session.answer(offer.sdp)
         except BaseException:
-            if self.sessions.get(key) is session:
-                del self.sessions[key]
-                self._status_changed.set()
+            self._forget(session)
             await session.close()
             raise
+        self.ice.note_gathering(ice_servers, session.local_candidate_types())
         if session.closed:
             return
         await self._send(viewer, {"type": "answer", "session": offer.session, "sdp": sdp})
         log.info(
-            "%s: answered (%d of %d viewers)",
+            "%s: answered (%d of %d viewers)%s",
             session.label,
             len(self.sessions),
             self.webrtc.max_viewers,
+            f"; call {offer.call}" + (" with talkback" if session.talkback else "")
+            if answers_call
+            else "",
         )
 
     async def _bye_from_viewer(self, viewer: str, session: str) -> None:
@@ -348,8 +393,16 @@ class Signaling:
         if self.sessions.get(key) is session:
             del self.sessions[key]
             self._status_changed.set()
+            if self.calls is not None:
+                self.calls.session_ended(session.viewer, session.id)
             return True
         return False
+
+    async def hang_up(self, viewer: str, session_id: str) -> None:
+        """End one session from the device's side (the call button during a call)."""
+        session = self.sessions.get((viewer, session_id))
+        if session is not None:
+            await self._end_session(session, ByeReason.HANGUP)
 
     async def _end_session(self, session: Session, reason: ByeReason) -> None:
         self._forget(session)

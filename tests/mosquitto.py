@@ -266,6 +266,13 @@ class MosquittoBroker:
             time.sleep(downtime)
         return self.start(timeout)
 
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto re-reads its password and ACL files and re-checks every client."""
+        if not self.running:
+            raise RuntimeError("mosquitto is not running")
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
+
     def log_text(self) -> str:
         """Mosquitto's log file plus anything it wrote to stderr (config errors)."""
         parts = []

@@ -868,7 +868,7 @@ function callItem(device, c, { withDevice }) {
   const pic = snap?.url
     ? el("img", { class: "call-pic", src: snap.url, alt: `Picture of the call at ${formatTime(c.at)}` })
     : el("span", { class: "call-pic call-pic-none", text: c.snapshot ? "…" : "no picture" });
-  let label = CALL_ENDED_TEXT[reason] || reason || "call";
+  let label = CALL_ENDED_TEXT[reason] || reason || (c.reason === null ? "ringing" : "call");
   if (c.by && reason !== "missed") label += ` by ${c.by}`;
   const info = el(
     "span",
@@ -1202,6 +1202,11 @@ window.peercam = {
   },
   get session() {
     return primarySession()?.id || null;
+  },
+  /** The status of the device in the large view (or named by `device`), else null. */
+  get device() {
+    const id = app.route.view === "device" ? app.route.device : app.settings?.device;
+    return (id && app.devices.get(id)?.status) || null;
   },
   get broker() {
     return app.main ? app.main.state : "signed-out";

@@ -106,10 +106,17 @@ export function resolveSettings(fileConfig, search = location.search) {
     remember: Boolean(stored && stored.remember),
   };
   const version = Number(fromUrl("mqtt_version") ?? fromFile("mqtt_version") ?? 5);
+  // Sign in at once when the URL says so (signin=1, or a link carrying broker and viewer),
+  // when the page config asks for it (the demo), or when a sign-in was saved here.
+  const urlSignin = fromUrl("signin", "auto_signin");
+  const urlLink = fromUrl("broker_url", "broker") !== undefined && fromUrl("viewer") !== undefined;
+  const auto =
+    urlSignin !== undefined
+      ? truthy(urlSignin)
+      : urlLink || truthy(file.auto_signin) || Boolean(stored && stored.password !== undefined && stored.broker_url);
   return {
     signin,
-    // Sign in at once: the page config or the URL asks for it, or the user saved a sign-in.
-    auto: truthy(fromUrl("signin", "auto_signin") ?? file.auto_signin) || Boolean(stored && stored.password !== undefined && stored.broker_url),
+    auto,
     device: fromUrl("device") ?? fromFile("device") ?? "",
     demo: truthy(file.demo),
     ringUrl: typeof file.ring_url === "string" && file.ring_url ? file.ring_url : "api/ring",

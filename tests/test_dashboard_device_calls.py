@@ -1,13 +1,10 @@
 """Calls end to end: the real daemon's call button (SIGUSR1 with ``--fake-hardware``)
 rings real dashboards in Chromium; answering sends talkback from Chromium's fake
-microphone, which the device writes to a WAV file (``[talkback] sink = "wav:PATH"``).
-
-TEMPORARY SKIP: the device's call side (issue 6) is built on main concurrently.
-Until it has landed, ``device_call_side_missing()`` names what is missing and
-these tests are skipped; once ``peercam run --fake-hardware`` and the
-``[talkback]`` config section exist they run. tests/test_dashboard_calls.py
-covers the dashboard's side of the same contract meanwhile.
-"""
+microphone, which the device writes to a WAV file (``[talkback] sink = "wav:PATH"``);
+the door strike (mock pin) opens for an allowed viewer in the call only; decline and
+missed calls end the ringing everywhere; the demo's ring button rings the page.
+tests/test_dashboard_calls.py covers the dashboard's side of the same contract with
+events published by a test client."""
 
 from __future__ import annotations
 
@@ -39,30 +36,7 @@ from tests.dashboard_env import (  # noqa: F401 - fixtures
 )
 from tests.mosquitto import MosquittoBroker
 
-
-def device_call_side_missing() -> str | None:
-    """What the daemon still lacks for these tests, or None when it can ring."""
-    from peercam.cli import build_parser
-    from peercam.config import Config
-
-    missing = []
-    if "talkback" not in Config.model_fields:
-        missing.append("the [talkback] config section")
-    _, unknown = build_parser().parse_known_args(["run", "--fake-hardware"])
-    if unknown:
-        missing.append("`peercam run --fake-hardware`")
-    return " and ".join(missing) or None
-
-
-MISSING = device_call_side_missing()
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        MISSING is not None,
-        reason=f"TEMPORARY: the device call side (issue 6) is not here yet: {MISSING} missing",
-    ),
-]
+pytestmark = pytest.mark.browser
 
 RINGING = "() => document.getElementById('ring-dialog').open"
 NOT_RINGING = (
@@ -83,6 +57,14 @@ def press_button(daemon: Any) -> None:
     daemon.signal(signal.SIGUSR1)
 
 
+async def eventually_logged(daemon: Any, text: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in daemon.log_text():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the daemon did not log {text!r} within {timeout} s")
+        await asyncio.sleep(0.1)
+
+
 def wav_level(path: Path) -> tuple[float, int]:
     """(seconds, peak sample) of a 16-bit PCM WAV file."""
     with wave.open(str(path), "rb") as w:
@@ -98,7 +80,11 @@ async def test_the_button_rings_two_dashboards_and_answering_stops_both_with_tal
 ) -> None:
     sink = tmp_path / "talkback.wav"
     daemon = await ringing_device(
-        daemon_factory, broker, tmp_path, talkback={"sink": f"wav:{sink}"}
+        daemon_factory,
+        broker,
+        tmp_path,
+        talkback={"sink": f"wav:{sink}"},
+        gpio={"door_pin": 22, "door_openers": ["alice"]},
     )
     alice, alice_log = await new_page(chromium)
     bob, bob_log = await new_page(chromium)
@@ -128,6 +114,20 @@ async def test_the_button_rings_two_dashboards_and_answering_stops_both_with_tal
         "alice talks (fake microphone packets sent)",
     )
     await alice.screenshot(path=shot("dashboard-device-call.png"))
+
+    # The door: alice (an opener, in the call) may open it and everybody hears of it;
+    # bob may not.
+    await alice.click("#dv-open")
+    await wait_js(alice, toast_says("the door was opened by you"), 10)
+    await wait_js(bob, toast_says("the door was opened by alice"), 10)
+    await bob.goto(dashboard_url(site, broker, "bob") + "#/device/frontdoor")
+    await bob.click("#dv-open")
+    await wait_js(bob, toast_says("not allowed"), 10)
+
+    # A quick reply the device announced (it has a speaker: the WAV sink) plays on it.
+    await alice.click('#dv-replies button[data-reply="coming"]')
+    await eventually_logged(daemon, "alice: playing quick reply 'coming'")
+
     await alice.click("#dv-hangup")
 
     # The device wrote what it heard: Chromium's fake microphone beeps.
@@ -151,7 +151,9 @@ async def test_the_button_rings_two_dashboards_and_answering_stops_both_with_tal
 async def test_decline_and_missed_with_the_device(
     chromium: Any, site: str, broker: MosquittoBroker, daemon_factory: Any, tmp_path: Path
 ) -> None:
-    daemon = await ringing_device(daemon_factory, broker, tmp_path)
+    daemon = await ringing_device(
+        daemon_factory, broker, tmp_path, call={"ring_timeout": 4, "min_press_interval": 0}
+    )
     alice, log = await new_page(chromium)
     await alice.goto(dashboard_url(site, broker, "alice"))
     await wait_frames(alice, "frontdoor", 5, 30)
@@ -168,7 +170,7 @@ async def test_decline_and_missed_with_the_device(
     missed = await alice.evaluate("window.peercam.ringing[0].call")
     assert missed != declined
     # Nobody answers: the device gives up after expires_in and says "missed".
-    await wait_js(alice, toast_says("missed call"), 120, "the device's missed call")
+    await wait_js(alice, toast_says("missed call"), 30, "the device's missed call")
     await wait_js(alice, NOT_RINGING, 5)
     item = f'#recent-calls-list .call-item[data-call="{missed}"]'
     await alice.locator(item).wait_for(timeout=15000)
@@ -181,15 +183,6 @@ async def test_decline_and_missed_with_the_device(
     assert not log.unexpected(), log.errors
 
 
-def demo_can_ring() -> bool:
-    from peercam.demo import page_config
-
-    return bool(page_config("ws://127.0.0.1:1/mqtt").get("demo"))
-
-
-@pytest.mark.skipif(
-    not demo_can_ring(), reason="TEMPORARY: the demo has no /api/ring yet (issue 6)"
-)
 async def test_the_demo_ring_button_rings(chromium: Any) -> None:
     import os
     import sys

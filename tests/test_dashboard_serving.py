@@ -281,9 +281,10 @@ async def test_sign_in_rules_and_messages(chromium: Any, site: str) -> None:
           const s = await import('./settings.js');
           const l = await import('./link.js');
           const err = (url, proto) => s.checkBrokerUrl(url, proto).error || '';
-          const settings = s.resolveSettings(
-            {broker_url: 'ws://file:1/mqtt', topic_prefix: 'home', auto_signin: false},
-            '?broker=ws://url:2/mqtt&viewer=bob');
+          const file = {broker_url: 'ws://file:1/mqtt', topic_prefix: 'home'};
+          const settings = s.resolveSettings(file, '?broker=ws://url:2/mqtt&viewer=bob');
+          const asked = s.resolveSettings(file, '?broker=ws://url:2/mqtt&viewer=bob&signin=0');
+          const plain = s.resolveSettings(file, '');
           return {
             tcp: err('mqtt://pi.local:1883', 'http:'),
             https_ws: err('ws://pi.local:8083/mqtt', 'https:'),
@@ -298,7 +299,7 @@ async def test_sign_in_rules_and_messages(chromium: Any, site: str) -> None:
             cert: s.certificatePageUrl('wss://pi.local:8084/mqtt'),
             no_cert: s.certificatePageUrl('ws://pi.local:8083/mqtt'),
             refusals: [4, 5, 134, 135, 1].map(c => l.describeRefusal(c, {viewer: 'bob'})),
-            settings,
+            settings, asked, plain,
           };
         }"""
     )
@@ -320,5 +321,9 @@ async def test_sign_in_rules_and_messages(chromium: Any, site: str) -> None:
     signin = result["settings"]["signin"]
     assert signin["broker_url"] == "ws://url:2/mqtt" and signin["viewer"] == "bob"
     assert signin["topic_prefix"] == "home"
-    assert result["settings"]["auto"] is False and result["settings"]["mqttVersion"] == 5
+    assert result["settings"]["mqttVersion"] == 5
+    # A link with broker and viewer signs in by itself, unless it says signin=0.
+    assert result["settings"]["auto"] is True
+    assert result["asked"]["auto"] is False
+    assert result["plain"]["auto"] is False
     assert not log.unexpected(), log.errors

@@ -145,16 +145,44 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from peercam.dashboard.serve import run_dashboard
+    """Serve the static dashboard folder alone; ``--broker-url`` prefills its sign-in form."""
+    import errno
+    import json
+    from pathlib import Path
+
+    import peercam.dashboard as dashboard
+
+    from .webserver import StaticServer
+
+    if args.broker_url and not args.broker_url.startswith(("ws://", "wss://")):
+        print(
+            f"peercam dashboard: --broker-url {args.broker_url!r} must be a WebSocket URL "
+            "(ws://host:8083/mqtt or wss://host:8084/mqtt): browsers cannot speak MQTT over TCP",
+            file=sys.stderr,
+        )
+        return 2
+    config = {"broker_url": args.broker_url, "topic_prefix": args.prefix}
+    server = StaticServer(
+        Path(dashboard.__file__).resolve().parent,
+        host=args.host,
+        port=args.port,
+        extra_files={"/config.json": json.dumps(config, indent=2).encode()},
+    )
 
     async def main(stop: asyncio.Event) -> int:
-        await run_dashboard(
-            host=args.host,
-            port=args.port,
-            broker_url=args.broker_url,
-            topic_prefix=args.prefix,
-            stop=stop,
-        )
+        try:
+            await server.start()
+        except OSError as exc:
+            why = "is already in use" if exc.errno == errno.EADDRINUSE else f"fails: {exc.strerror}"
+            print(f"peercam dashboard: port {args.port} on {args.host} {why}", file=sys.stderr)
+            return 2
+        print(f"peercam dashboard: open {server.url} in a browser (Ctrl+C to stop)", flush=True)
+        if args.host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("plain http on %s: browsers allow microphones only on https", args.host)
+        try:
+            await stop.wait()
+        finally:
+            await server.stop()
         return 0
 
     return _run_until_signal(main)

@@ -34,6 +34,7 @@ log = logging.getLogger("peercam.session")
 
 H264_PROFILE = "42e01f"  # constrained baseline, level 3.1: decodes everywhere, Safari included
 KEYFRAME_REQUEST_GAP = 0.5  # seconds between honoured PLI/FIR from one viewer
+MAX_REMOTE_CANDIDATES = 200  # per session (offer SDP plus trickle): browsers send a few dozen
 
 
 def describe(exc: BaseException, empty: str = "") -> str:
@@ -103,6 +104,7 @@ class Session:
         self.created = time.monotonic()
         self.connected_at: float | None = None
         self.keyframe_requests = 0
+        self.remote_candidates = 0  # in the offer plus trickled
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._pc.on("track", self._on_track)
 
@@ -125,6 +127,15 @@ class Session:
             raise ProtocolError(
                 ErrorCode.BAD_REQUEST, f"unreadable offer SDP: {describe(exc)}", self.id
             ) from None
+        candidates = sum(len(media.ice_candidates) for media in offered)
+        if candidates > MAX_REMOTE_CANDIDATES:
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                f"the offer has {candidates} ICE candidates; at most "
+                f"{MAX_REMOTE_CANDIDATES} are accepted",
+                self.id,
+            )
+        self.remote_candidates = candidates
         if "video" not in kinds:
             raise ProtocolError(
                 ErrorCode.UNSUPPORTED, "the offer has no video m-line to receive H.264", self.id
@@ -198,6 +209,13 @@ class Session:
         line = candidate.candidate.strip()
         if not line:  # browsers send "" to mean end-of-candidates for a section
             return
+        if self.remote_candidates >= MAX_REMOTE_CANDIDATES:
+            # aioice keeps (and checks) every candidate: a viewer may not add them forever.
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                f"too many ICE candidates for this session (at most {MAX_REMOTE_CANDIDATES})",
+                self.id,
+            )
         try:
             ice = candidate_from_sdp(line.removeprefix("a=").removeprefix("candidate:"))
         except (AssertionError, ValueError, IndexError) as exc:
@@ -212,8 +230,9 @@ class Session:
             await self._pc.addIceCandidate(ice)
         except Exception as exc:
             raise ProtocolError(
-                ErrorCode.BAD_REQUEST, f"ICE candidate refused: {exc}", self.id
+                ErrorCode.BAD_REQUEST, f"ICE candidate refused: {describe(exc)}", self.id
             ) from None
+        self.remote_candidates += 1
 
     @property
     def talkback(self) -> bool:

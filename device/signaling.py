@@ -51,7 +51,6 @@ Publish = Callable[[str, bytes, bool], Awaitable[bool]]
 INBOX_SIZE = 64  # messages waiting per viewer before it is rate-limited
 RATE_BURST = 60.0  # token bucket: burst of messages per viewer ...
 RATE_PER_SECOND = 20.0  # ... refilled at this rate
-INBOX_IDLE_EXIT = 60.0  # seconds an idle viewer's inbox task lingers
 CLOSE_TIMEOUT = 5.0  # seconds a shutdown waits for tasks before abandoning them
 MAX_IDLE_INBOXES = 256  # viewer records kept before idle ones are pruned
 WILL_GRACE = 1.5  # seconds between a viewer's "bye *" and closing its sessions
@@ -184,15 +183,13 @@ class Signaling:
         self._spawn(self._send_error(inbox.viewer, error))
 
     async def _serve_inbox(self, inbox: _ViewerInbox) -> None:
-        while True:
-            try:
-                async with asyncio.timeout(INBOX_IDLE_EXIT):
-                    message = await inbox.queue.get()
-            except TimeoutError:
-                if not any(v == inbox.viewer for v, _ in self.sessions):
-                    self._inboxes.pop(inbox.viewer, None)
-                    return
-                continue
+        """Handle the viewer's waiting messages in order, then end.
+
+        No task lingers per viewer: ``on_message`` starts a new one when the
+        next message comes (the record, with its rate limit, stays).
+        """
+        while not inbox.queue.empty():
+            message = inbox.queue.get_nowait()
             try:
                 await self._dispatch(inbox.viewer, message)
             except ProtocolError as exc:
@@ -293,18 +290,19 @@ class Signaling:
 
     async def _offer(self, viewer: str, offer: Offer) -> None:
         key = (viewer, offer.session)
-        previous = self.sessions.pop(key, None)
+        # Check and take the slot before any await: meanwhile another viewer's
+        # offer could take the slot this one frees or counts on.
+        previous = self.sessions.get(key)
+        replacing = 1 if previous is not None else self._replaceable(viewer)
+        self._check_capacity(viewer, offer.session, replacing=replacing)
+        oldest: Session | None = None
         if previous is not None:
             # The same session id offering again: the viewer restarted it
             # (aiortc has no ICE restart); the new answer supersedes the old.
-            log.info("%s: new offer for an existing session; replacing it", previous.label)
-            await previous.close()
-        self._check_capacity(viewer, offer.session, replacing=self._replaceable(viewer))
-        own = self._viewer_sessions(viewer)
-        if len(own) >= self.webrtc.max_sessions_per_viewer:
-            oldest = own[0]
-            log.info("%s: %s has too many sessions; replacing the oldest", oldest.label, viewer)
-            await self._end_session(oldest, ByeReason.REPLACED)
+            del self.sessions[key]
+        elif replacing:
+            oldest = self._viewer_sessions(viewer)[0]
+            self._forget(oldest)
 
         answers_call = (
             offer.call is not None
@@ -324,6 +322,13 @@ class Signaling:
         self.sessions[key] = session  # hold the slot while negotiating
         self._every_session.add(session)
         self._status_changed.set()
+        if previous is not None:
+            log.info("%s: new offer for an existing session; replacing it", previous.label)
+            await previous.close()
+        if oldest is not None:
+            log.info("%s: %s has too many sessions; replacing the oldest", oldest.label, viewer)
+            await self._send(viewer, bye_message(oldest.id, ByeReason.REPLACED))
+            await oldest.close()
         try:
             sdp = await session.answer(offer.sdp)
         except BaseException:
@@ -460,6 +465,14 @@ class Signaling:
     async def close(self, reason: ByeReason = ByeReason.SHUTDOWN) -> None:
         """Say bye to every viewer, close every session, stop every task."""
         self._closing = True
+        # Stop the handlers first: an offer still being answered must not
+        # send its answer after the viewer got its bye.
+        tasks = [i.task for i in self._inboxes.values() if i.task is not None]
+        if self._status_task is not None:
+            tasks.append(self._status_task)
+        for task in tasks:
+            task.cancel()
+        self._status_changed.set()
         sessions = list(self.sessions.values())
         self.sessions.clear()
         if sessions:
@@ -468,12 +481,6 @@ class Signaling:
             *(self._send(s.viewer, bye_message(s.id, reason)) for s in sessions),
             return_exceptions=True,
         )
-        tasks = [i.task for i in self._inboxes.values() if i.task is not None]
-        if self._status_task is not None:
-            tasks.append(self._status_task)
-        for task in tasks:
-            task.cancel()
-        self._status_changed.set()
         await asyncio.gather(
             *(s.close() for s in list(self._every_session)), return_exceptions=True
         )

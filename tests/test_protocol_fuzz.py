@@ -79,7 +79,9 @@ candidate_objects = st.one_of(
 )
 sdps = st.one_of(
     st.text(max_size=300),
-    st.builds(lambda tail: "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n" + tail, st.text(max_size=200)),
+    st.builds(
+        lambda tail: "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n" + tail, st.text(max_size=200)
+    ),
     json_values,
 )
 
@@ -115,8 +117,8 @@ def check(payload: bytes) -> object:
     except ProtocolError as exc:
         assert exc.code in set(ErrorCode), exc.code
         assert isinstance(exc.message, str) and 5 <= len(exc.message) <= MESSAGE_LIMIT, exc.message
-        assert exc.session is None or exc.session == ALL_SESSIONS or (
-            SESSION_ID_RE.match(exc.session)
+        assert (
+            exc.session is None or exc.session == ALL_SESSIONS or (SESSION_ID_RE.match(exc.session))
         ), exc.session
         return exc
     assert isinstance(message, Hello | Offer | Candidate | Bye | Decline | Reply | Open)
@@ -162,7 +164,7 @@ def test_protocol_shaped_messages_give_a_message_or_a_protocol_error(
 
 @pytest.mark.parametrize("digits", [4300, 4301, 20_000])
 def test_huge_json_numbers_are_a_bad_request_not_a_crash(digits: int) -> None:
-    """CPython refuses int literals over 4300 digits with a plain ValueError, not JSONDecodeError."""
+    """CPython refuses int literals over 4300 digits with a ValueError, not JSONDecodeError."""
     payload = b'{"v":1,"type":"hello","session":"abcdefgh","n":' + b"7" * digits + b"}"
     outcome = check(payload)
     if digits > 4300:

@@ -7,13 +7,85 @@ interleaving deterministic.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from peercam.config import WebRtcConfig
 from peercam.protocol import ErrorCode, IceCandidate, ProtocolError
 from peercam.session import MAX_REMOTE_CANDIDATES
-from tests.signaling_harness import Harness
+from tests.signaling_harness import Harness, inbox_tasks
 
 pytestmark = pytest.mark.timeout(60)
+
+
+async def test_replacing_a_viewers_oldest_session_never_exceeds_max_viewers() -> None:
+    """alice (at her per-viewer limit) offers again while bob offers: one of them must wait.
+
+    The slot freed by replacing alice's oldest session belongs to alice's new
+    offer; bob must not take it while alice's ``bye replaced`` is in flight.
+    """
+    gate = asyncio.Event()
+    h = Harness(WebRtcConfig(max_viewers=2, max_sessions_per_viewer=2))
+    h.hold.append(
+        (lambda viewer, m: viewer == "alice" and m.get("type") == "bye", gate.wait)  # slow bye
+    )
+    signaling = h.start()
+    try:
+        for sid in ("alice-one1", "alice-two2"):
+            await h.offer("alice", sid)
+            assert (await h.reply("alice", sid))["type"] == "answer"
+        await h.offer("alice", "alice-three")
+        await h.reply("alice", types=("bye",))  # alice's oldest is being replaced...
+        await h.offer("bob", "bob-one111")  # ...when bob offers
+        bob = await h.reply("bob", "bob-one111")
+        gate.set()
+        alice = await h.reply("alice", "alice-three")
+        assert len(signaling.sessions) <= 2, list(signaling.sessions)
+        assert alice["type"] == "answer", alice
+        assert bob["type"] == "error" and bob["code"] == "busy", bob
+    finally:
+        gate.set()
+        await h.close()
+
+
+async def test_shutdown_never_sends_an_answer_after_its_bye() -> None:
+    """SIGTERM while an offer is being answered: the viewer gets bye, and no answer after it."""
+    h = Harness()
+    h.hold.append((lambda viewer, m: m.get("type") == "bye", lambda: asyncio.sleep(0.3)))
+    signaling = h.start()
+    try:
+        sdp = await h.offer_sdp()
+        h.send("alice", {"type": "offer", "session": "alice-one1", "sdp": sdp})
+        for _ in range(100):  # the slot is taken at once, the answer takes a moment
+            if signaling.sessions:
+                break
+            await asyncio.sleep(0)
+        assert signaling.sessions and not h.to("alice"), h.to("alice")
+        await signaling.close()
+        types = [m["type"] for m in h.to("alice")]
+        assert "bye" in types, types
+        assert "answer" not in types[types.index("bye") :], types
+    finally:
+        await h.close()
+
+
+async def test_no_inbox_task_lingers_once_its_messages_are_handled() -> None:
+    """A hundred viewers say hello and leave: no task per departed viewer is left behind."""
+    h = Harness(WebRtcConfig(max_viewers=4))
+    h.start()
+    try:
+        for i in range(100):
+            h.send(f"viewer{i}", {"type": "hello", "session": f"session-{i:04d}"})
+        for i in range(100):
+            await h.reply(f"viewer{i}", types=("welcome",))
+        for _ in range(50):
+            if not inbox_tasks():
+                break
+            await asyncio.sleep(0.01)
+        assert inbox_tasks() == []
+    finally:
+        await h.close()
 
 
 async def test_a_session_takes_a_bounded_number_of_remote_candidates() -> None:

@@ -133,6 +133,9 @@ class WebRtcConfig(_Section):
     host_networks: list[str] = []
     #: Seconds a session may take from answer to connected before it is failed.
     connect_timeout: Annotated[float, Field(gt=0, le=300)] = 30.0
+    #: Sessions negotiating (offer received, not yet connected) at once, all viewers
+    #: together; a further offer gets ``busy`` until one connects, fails or times out.
+    max_handshakes: Annotated[int, Field(ge=1, le=64)] = 8
 
     @field_validator("ice_servers")
     @classmethod

@@ -112,6 +112,10 @@ class Session:
     def closed(self) -> bool:
         return self.state is SessionState.CLOSED
 
+    @property
+    def connected(self) -> bool:
+        return self.state is SessionState.CONNECTED
+
     # --- negotiation -------------------------------------------------------------
 
     async def answer(self, offer_sdp: str) -> str:

@@ -262,6 +262,20 @@ class Signaling:
                 session,
             )
 
+    def handshakes(self) -> int:
+        """Sessions negotiating now (offer taken, not yet connected)."""
+        return sum(not s.connected for s in self.sessions.values())
+
+    def _check_handshakes(self, session: str, leaving: tuple[Session | None, ...]) -> None:
+        pending = sum(not s.connected and s not in leaving for s in self.sessions.values())
+        if pending >= self.webrtc.max_handshakes:
+            raise ProtocolError(
+                ErrorCode.BUSY,
+                f"{pending} handshakes are already in progress (at most "
+                f"{self.webrtc.max_handshakes} at once); try again in a moment",
+                session,
+            )
+
     async def _hello(self, viewer: str, session: str) -> None:
         if (viewer, session) not in self.sessions:
             self._check_capacity(viewer, session, replacing=self._replaceable(viewer))
@@ -302,6 +316,8 @@ class Signaling:
             del self.sessions[key]
         elif replacing:
             oldest = self._viewer_sessions(viewer)[0]
+        self._check_handshakes(offer.session, leaving=(previous, oldest))
+        if oldest is not None:
             self._forget(oldest)
 
         answers_call = (

@@ -131,3 +131,53 @@ async def test_an_offer_with_thousands_of_candidates_is_refused() -> None:
         assert (await h.reply("alice", "alice-two2"))["type"] == "answer"
     finally:
         await h.close()
+
+
+# --- the total pending-handshake limit (new) ------------------------------------------------
+
+
+async def test_offers_beyond_the_handshake_limit_are_busy_until_one_settles() -> None:
+    """At most ``max_handshakes`` sessions negotiate at once, across all viewers."""
+    h = Harness(WebRtcConfig(max_viewers=8, max_handshakes=2, connect_timeout=60))
+    signaling = h.start()
+    try:
+        for viewer in ("alice", "bob"):
+            await h.offer(viewer, f"{viewer}-one1")
+            assert (await h.reply(viewer, f"{viewer}-one1"))["type"] == "answer"
+        await h.offer("carol", "carol-one1")
+        refused = await h.reply("carol", "carol-one1")
+        assert refused["type"] == "error" and refused["code"] == "busy", refused
+        assert "handshake" in refused["message"], refused
+        assert len(signaling.sessions) == 2
+        # A re-offer of a negotiating session replaces it: not one more handshake.
+        await h.offer("alice", "alice-one1")
+        answers = [m for m in h.to("alice") if m["type"] == "answer"]
+        for _ in range(500):
+            if len(answers) == 2:
+                break
+            await asyncio.sleep(0.01)
+            answers = [m for m in h.to("alice") if m["type"] == "answer"]
+        assert len(answers) == 2, h.to("alice")
+        # bob gives up: his handshake slot is free for carol.
+        h.send("bob", {"type": "bye", "session": "bob-one1"})
+        await h.offer("carol", "carol-two2")
+        assert (await h.reply("carol", "carol-two2"))["type"] == "answer"
+    finally:
+        await h.close()
+
+
+async def test_handshakes_that_never_connect_time_out_and_free_their_slots() -> None:
+    h = Harness(WebRtcConfig(max_viewers=8, max_handshakes=1, connect_timeout=0.5))
+    signaling = h.start()
+    try:
+        await h.offer("alice", "alice-one1")
+        assert (await h.reply("alice", "alice-one1"))["type"] == "answer"
+        # Nobody completes ICE: the connect timeout fails the session...
+        bye = await h.reply("alice", "alice-one1", types=("bye",))
+        assert bye["reason"] == "failed", bye
+        assert not signaling.sessions
+        # ... and the handshake slot is free again.
+        await h.offer("bob", "bob-one111")
+        assert (await h.reply("bob", "bob-one111"))["type"] == "answer"
+    finally:
+        await h.close()

@@ -44,6 +44,9 @@ class MqttConfig(_Section):
     keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
     #: Path to a CA bundle for mqtts/wss brokers with a private CA ("" = system store).
     ca_file: str = ""
+    #: Seconds between republishing the retained status even when nothing changed
+    #: (a broker that lost its retained messages gets it back); 0 = only on changes.
+    status_refresh: Annotated[float, Field(ge=0, le=86400)] = 300.0
 
     @field_validator("url")
     @classmethod
@@ -247,6 +250,11 @@ class TalkbackConfig(_Section):
         return replies
 
 
+class DiagnosticsConfig(_Section):
+    #: Seconds between "resources: rss_kib=... fds=... tasks=..." log lines (0 = never).
+    resources_every: Annotated[float, Field(ge=0, le=86400)] = 3600.0
+
+
 class Config(_Section):
     device: DeviceConfig = DeviceConfig()
     mqtt: MqttConfig = MqttConfig()
@@ -256,6 +264,7 @@ class Config(_Section):
     gpio: GpioConfig = GpioConfig()
     call: CallConfig = CallConfig()
     talkback: TalkbackConfig = TalkbackConfig()
+    diagnostics: DiagnosticsConfig = DiagnosticsConfig()
     #: The file this came from (for messages); not a TOML key.
     source_path: Annotated[str, Field(exclude=True)] = ""
 

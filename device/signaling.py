@@ -105,6 +105,7 @@ class Signaling:
         calls: CallManager | None = None,
         speaker: Speaker | None = None,
         open_door: Callable[[str], Awaitable[None]] | None = None,
+        status_refresh: float = 0.0,
     ) -> None:
         self.topics = topics
         self.webrtc = webrtc
@@ -127,6 +128,7 @@ class Signaling:
         self.calls = calls
         self.speaker = speaker
         self._open_door = open_door
+        self._status_refresh = status_refresh  # seconds; 0 = publish on changes only
 
     @property
     def call(self) -> str | None:
@@ -261,6 +263,12 @@ class Signaling:
                 f"{self.webrtc.max_viewers} viewers; try again later",
                 session,
             )
+
+    def counts(self) -> tuple[int, int, int, int]:
+        """(sessions, handshakes, closing, inboxes) for the resource report."""
+        open_ = set(self.sessions.values())
+        closing = sum(1 for s in list(self._every_session) if s not in open_)
+        return len(open_), self.handshakes(), closing, len(self._inboxes)
 
     def handshakes(self) -> int:
         """Sessions negotiating now (offer taken, not yet connected)."""
@@ -469,7 +477,11 @@ class Signaling:
 
     async def _status_loop(self) -> None:
         while not self._closing:
-            await self._status_changed.wait()
+            try:
+                async with asyncio.timeout(self._status_refresh or None):
+                    await self._status_changed.wait()
+            except TimeoutError:
+                pass  # unchanged, but the broker may have lost the retained copy
             await asyncio.sleep(0.05)  # coalesce bursts (four viewers joining at once)
             await self.publish_status()
 

@@ -53,6 +53,8 @@ class Harness:
     signaling: Signaling | None = None
     hub: MediaHub | None = None
     offers: list[RTCPeerConnection] = field(default_factory=list)
+    #: extra keyword arguments for ``Signaling`` (e.g. ``status_refresh``)
+    options: dict[str, Any] = field(default_factory=dict)
 
     def start(self) -> Signaling:
         self.hub = MediaHub(IdleSource(), kind="video", queue_frames=4, idle_stop=0.1)
@@ -70,6 +72,7 @@ class Harness:
             audio=None,
             ice=IceServers([], turn_secret=None, ttl=600, device_id=DEVICE),
             publish=self._publish,
+            **self.options,
         )
         self.signaling.start()
         return self.signaling
@@ -101,6 +104,9 @@ class Harness:
 
     async def offer(self, viewer: str, session: str) -> None:
         self.send(viewer, {"type": "offer", "session": session, "sdp": await self.offer_sdp()})
+
+    def statuses(self) -> list[Message]:
+        return [m for v, m in self.sent if v.endswith("/status")]
 
     def to(self, viewer: str) -> list[Message]:
         return [m for v, m in self.sent if v == viewer]

@@ -181,3 +181,31 @@ async def test_handshakes_that_never_connect_time_out_and_free_their_slots() -> 
         assert (await h.reply("bob", "bob-one111"))["type"] == "answer"
     finally:
         await h.close()
+
+
+# --- the retained status is refreshed -------------------------------------------------------
+
+
+async def test_status_is_republished_every_status_refresh_without_changes() -> None:
+    """A broker that lost its retained messages gets the status back without a reconnect."""
+    h = Harness(options={"status_refresh": 0.2})
+    h.start()
+    try:
+        for _ in range(300):
+            if len(h.statuses()) >= 3:
+                break
+            await asyncio.sleep(0.02)
+        assert len(h.statuses()) >= 3, h.statuses()
+        assert all(s["state"] == "online" and s["viewers"] == 0 for s in h.statuses())
+    finally:
+        await h.close()
+
+
+async def test_without_status_refresh_an_idle_device_publishes_nothing() -> None:
+    h = Harness()
+    h.start()
+    try:
+        await asyncio.sleep(0.5)
+        assert h.statuses() == []
+    finally:
+        await h.close()

@@ -285,7 +285,21 @@ class Session:
             log.warning("%s: ICE/DTLS failed (viewer unreachable or gone)", self.label)
             self._end(ByeReason.FAILED)
         elif state == "closed" and not self.closed:
-            self._end(ByeReason.HANGUP)
+            # aiortc says "closed" both when the viewer closed its peer
+            # connection (DTLS close_notify: a hang-up) and when ICE consent
+            # expired (the viewer's network is gone: a failure).
+            if self._ice_failed():
+                log.warning("%s: ICE consent expired (viewer unreachable or gone)", self.label)
+                self._end(ByeReason.FAILED)
+            else:
+                self._end(ByeReason.HANGUP)
+
+    def _ice_failed(self) -> bool:
+        for transceiver in self._pc.getTransceivers():
+            dtls = transceiver.sender.transport
+            if dtls is not None and dtls.transport.state == "failed":
+                return True
+        return False
 
     def _connect_timed_out(self) -> None:
         if self.state is not SessionState.CONNECTED and not self.closed:

@@ -71,6 +71,30 @@ def opus_preferences() -> list:
     ]
 
 
+def offer_problem(description: SessionDescription) -> str | None:
+    """What in the offer aiortc would trip over half-way, or None.
+
+    aiortc fails late on these (a transceiver left without a transport, a
+    direction it cannot combine) and may then fail again closing the peer
+    connection, leaking its sockets: refuse them before it sees them.
+    Every m-line needs its own non-empty mid (RFC 8843) and a direction
+    attribute (browsers always send one), and a BUNDLE group may name only
+    those mids.
+    """
+    mids = [media.rtp.muxId for media in description.media]
+    if not all(mids):
+        return "every m-line needs an a=mid"
+    if len(set(mids)) != len(mids):
+        return "two m-lines share one a=mid"
+    for group in description.group:
+        if group.semantic == "BUNDLE" and not {str(i) for i in group.items} <= set(mids):
+            return "the BUNDLE group names an a=mid no m-line has"
+    for media in description.media:
+        if media.kind in ("audio", "video") and media.direction is None:
+            return f"the {media.kind} m-line has no direction (a=recvonly, a=sendrecv, ...)"
+    return None
+
+
 class Session:
     """A viewer's peer connection, from offer to close."""
 
@@ -125,12 +149,15 @@ class Session:
         H.264, ``bad-request`` for an unreadable one).
         """
         try:
-            offered = SessionDescription.parse(offer_sdp).media
+            description = SessionDescription.parse(offer_sdp)
+            offered = description.media
             kinds = [media.kind for media in offered]
         except Exception as exc:
             raise ProtocolError(
                 ErrorCode.BAD_REQUEST, f"unreadable offer SDP: {describe(exc)}", self.id
             ) from None
+        if problem := offer_problem(description):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"unusable offer SDP: {problem}", self.id)
         candidates = sum(len(media.ice_candidates) for media in offered)
         if candidates > MAX_REMOTE_CANDIDATES:
             raise ProtocolError(
@@ -197,8 +224,21 @@ class Session:
             if transceiver is not video and transceiver is not audio:
                 transceiver.direction = "inactive"
 
-        answer = await pc.createAnswer()
-        await pc.setLocalDescription(answer)
+        try:
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as exc:
+            # Whatever else in a viewer's SDP trips aiortc: that viewer's problem.
+            log.warning(
+                "%s: aiortc could not answer this offer: %s: %s",
+                self.label,
+                type(exc).__name__,
+                exc,
+            )
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                f"the device cannot answer this offer SDP: {describe(exc)}",
+                self.id,
+            ) from None
         self.state = SessionState.CONNECTING
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._connect_timeout, self._connect_timed_out)

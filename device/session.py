@@ -77,9 +77,10 @@ def offer_problem(description: SessionDescription) -> str | None:
     aiortc fails late on these (a transceiver left without a transport, a
     direction it cannot combine) and may then fail again closing the peer
     connection, leaking its sockets: refuse them before it sees them.
-    Every m-line needs its own non-empty mid (RFC 8843) and a direction
-    attribute (browsers always send one), and a BUNDLE group may name only
-    those mids.
+    Every m-line needs its own non-empty mid (RFC 8843), a direction
+    attribute (browsers always send one) and a DTLS fingerprint (aiortc
+    would assert on its absence when connecting), and a BUNDLE group may
+    name only those mids.
     """
     mids = [media.rtp.muxId for media in description.media]
     if not all(mids):
@@ -92,6 +93,8 @@ def offer_problem(description: SessionDescription) -> str | None:
     for media in description.media:
         if media.kind in ("audio", "video") and media.direction is None:
             return f"the {media.kind} m-line has no direction (a=recvonly, a=sendrecv, ...)"
+        if media.dtls is None or not media.dtls.fingerprints:
+            return f"the {media.kind} m-line has no DTLS a=fingerprint"
     return None
 
 

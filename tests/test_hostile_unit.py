@@ -11,6 +11,7 @@ works.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import re
@@ -65,12 +66,16 @@ class ErrorLog(logging.Handler):
         if record.levelno >= logging.ERROR or "could not answer" in record.getMessage():
             self.records.append(record)
 
+    LOGGERS = ("peercam", "asyncio")  # asyncio: "Task exception was never retrieved"
+
     def __enter__(self) -> ErrorLog:
-        logging.getLogger("peercam").addHandler(self)
+        for name in self.LOGGERS:
+            logging.getLogger(name).addHandler(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        logging.getLogger("peercam").removeHandler(self)
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeHandler(self)
 
 
 async def settle(h: Harness) -> None:
@@ -217,8 +222,8 @@ def test_mangled_offers_get_an_answer_or_a_clear_error(data: st.DataObject) -> N
         sdp = mangle(await real_offer_sdp(), data)
         h = Harness(WebRtcConfig(max_viewers=2, connect_timeout=5))
         signaling = h.start()
-        try:
-            with ErrorLog() as errors:
+        with ErrorLog() as errors:
+            try:
                 payload = json.dumps({"v": 1, "type": "offer", "session": "mangled-1", "sdp": sdp})
                 h.send_raw("mallory", payload.encode())
                 reply = await h.reply("mallory", "mangled-1", ("answer", "error"), timeout=30)
@@ -229,9 +234,10 @@ def test_mangled_offers_get_an_answer_or_a_clear_error(data: st.DataObject) -> N
                     assert ("mallory", "mangled-1") not in signaling.sessions
                     assert len(reply["message"]) < 400, reply
                 await good_session_works(h)
-            assert not errors.records, [r.getMessage() for r in errors.records]
-        finally:
-            await h.close()
+            finally:
+                await h.close()
+            gc.collect()  # so that asyncio reports exceptions no task retrieved
+        assert not errors.records, [r.getMessage() for r in errors.records]
 
     run(scenario())
 
@@ -285,5 +291,33 @@ def test_candidate_lines_of_any_shape_are_refused_cleanly() -> None:
             )
         finally:
             await h.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("drop", ["a=fingerprint:", "a=setup:"])
+def test_an_offer_without_dtls_parameters_is_refused_or_answered_cleanly(drop: str) -> None:
+    """aiortc answers an offer without fingerprint, then asserts in a task when connecting."""
+
+    async def scenario() -> None:
+        sdp = "\r\n".join(
+            x for x in (await real_offer_sdp()).split("\r\n") if not x.startswith(drop)
+        )
+        h = Harness(WebRtcConfig(connect_timeout=0.5))
+        h.start()
+        with ErrorLog() as errors:
+            try:
+                h.send("mallory", {"type": "offer", "session": "mangled-1", "sdp": sdp})
+                reply = await h.reply("mallory", "mangled-1")
+                if drop == "a=fingerprint:":
+                    assert reply["type"] == "error" and "fingerprint" in reply["message"], reply
+                else:
+                    # No a=setup: aiortc picks a role; the connect timeout ends it.
+                    await h.reply("mallory", "mangled-1", types=("bye", "error"))
+                await good_session_works(h)
+            finally:
+                await h.close()
+            gc.collect()
+        assert not errors.records, [r.getMessage() for r in errors.records]
 
     run(scenario())

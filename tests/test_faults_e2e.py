@@ -128,6 +128,51 @@ async def test_a_retained_status_the_broker_dropped_is_published_again(
     assert status["state"] == "online" and status["viewers"] == 0, status
 
 
+async def test_a_frozen_broker_is_noticed_by_keepalive_and_rejoined_when_it_thaws(
+    mosquitto: MosquittoBroker, daemon_factory: DaemonFactory, viewer_factory: ViewerFactory
+) -> None:
+    """SIGSTOP on the broker: the TCP connection stays up but nothing answers (a paused VM,
+    a partition).  The daemon's MQTT keepalive notices; media keeps flowing; after SIGCONT
+    the daemon is back online with a correct status.
+    """
+    daemon = await daemon_factory(mosquitto, device=DEVICE, config={"mqtt": {"keepalive": 5}})
+    alice = await viewer_factory(mosquitto, "alice", device=DEVICE, keepalive=60)
+    watch = await alice.watch(timeout=WAIT)
+    await watch.wait_frames(FRAMES, WAIT)
+    assert mosquitto.proc is not None
+    mosquitto.proc.send_signal(signal.SIGSTOP)
+    try:
+        await wait_log(daemon, "lost the broker", timeout=30)
+        await watch.wait_more_frames(FRAMES, WAIT)
+    finally:
+        mosquitto.proc.send_signal(signal.SIGCONT)
+    deadline = time.monotonic() + 60
+    while daemon.log_text().count("connected to mqtt") < 2:
+        assert time.monotonic() < deadline, daemon.log_text()
+        await asyncio.sleep(0.1)
+    status = await daemon.wait_status(lambda s: s.get("state") == "online", WAIT)
+    assert status["viewers"] == 1, status
+    await watch.wait_more_frames(FRAMES, WAIT)
+    assert watch.device_bye is None
+    await watch.bye()
+    await daemon.wait_status(lambda s: s.get("viewers") == 0, WAIT)
+
+
+async def test_sigterm_while_the_broker_is_down_exits_0_at_once(
+    mosquitto: MosquittoBroker, daemon_factory: DaemonFactory, viewer_factory: ViewerFactory
+) -> None:
+    daemon = await daemon_factory(mosquitto, device=DEVICE)
+    alice = await viewer_factory(mosquitto, "alice", device=DEVICE)
+    watch = await alice.watch(timeout=WAIT)
+    await watch.wait_frames(FRAMES, WAIT)
+    mosquitto.kill()
+    await wait_log(daemon, "lost the broker")
+    assert await daemon.terminate(timeout=WAIT) == 0
+    # Its side of the peer connection closed: the viewer sees the end without MQTT.
+    await watch.wait_connection_state("closed", "failed", timeout=WAIT)
+    daemon.assert_no_traceback()
+
+
 # --- viewers vanishing ----------------------------------------------------------------------
 
 

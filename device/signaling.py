@@ -312,21 +312,14 @@ class Signaling:
 
     async def _offer(self, viewer: str, offer: Offer) -> None:
         key = (viewer, offer.session)
-        # Check and take the slot before any await: meanwhile another viewer's
-        # offer could take the slot this one frees or counts on.
-        previous = self.sessions.get(key)
+        # Check everything, then take the slot, before any await: meanwhile
+        # another viewer's offer could take the slot this one frees or counts
+        # on.  A refused offer changes nothing.
+        previous = self.sessions.get(key)  # the viewer restarts this session
         replacing = 1 if previous is not None else self._replaceable(viewer)
         self._check_capacity(viewer, offer.session, replacing=replacing)
-        oldest: Session | None = None
-        if previous is not None:
-            # The same session id offering again: the viewer restarted it
-            # (aiortc has no ICE restart); the new answer supersedes the old.
-            del self.sessions[key]
-        elif replacing:
-            oldest = self._viewer_sessions(viewer)[0]
+        oldest = self._viewer_sessions(viewer)[0] if replacing and previous is None else None
         self._check_handshakes(offer.session, leaving=(previous, oldest))
-        if oldest is not None:
-            self._forget(oldest)
 
         answers_call = (
             offer.call is not None
@@ -343,6 +336,10 @@ class Signaling:
             on_end=self._session_ended,
             speaker=self.speaker if answers_call else None,
         )
+        if oldest is not None:
+            self._forget(oldest)
+        # The same session id offering again supersedes the old peer
+        # connection (aiortc has no ICE restart), keeping its call if any.
         self.sessions[key] = session  # hold the slot while negotiating
         self._every_session.add(session)
         self._status_changed.set()

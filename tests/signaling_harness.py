@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc import RTCPeerConnection
+from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from peercam.config import WebRtcConfig
 from peercam.hub import MediaHub
@@ -141,3 +141,19 @@ class Harness:
 
 def inbox_tasks() -> list[asyncio.Task[Any]]:
     return [t for t in asyncio.all_tasks() if t.get_name().startswith("peercam-inbox-")]
+
+
+async def connected_viewer(h: Harness, viewer: str, session: str) -> RTCPeerConnection:
+    """Offer from a real in-process peer connection and complete ICE/DTLS with the device."""
+    sdp = await h.offer_sdp()
+    pc = h.offers[-1]
+    h.send(viewer, {"type": "offer", "session": session, "sdp": sdp})
+    answer = await h.reply(viewer, session)
+    assert answer["type"] == "answer", answer
+    await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+    for _ in range(500):
+        if pc.connectionState == "connected":
+            break
+        await asyncio.sleep(0.01)
+    assert pc.connectionState == "connected"
+    return pc

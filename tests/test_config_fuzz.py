@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from peercam.config import Config, ConfigError, load_config
 
 FUZZ = settings(
-    max_examples=150,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )

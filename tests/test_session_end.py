@@ -9,30 +9,13 @@ second, not thirty.
 
 from __future__ import annotations
 
-import asyncio
-
 import aioice.ice
 import pytest
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection
 
-from tests.signaling_harness import Harness
+from tests.signaling_harness import Harness, connected_viewer
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def connected_viewer(h: Harness, viewer: str, session: str) -> RTCPeerConnection:
-    sdp = await h.offer_sdp()
-    pc = h.offers[-1]
-    h.send(viewer, {"type": "offer", "session": session, "sdp": sdp})
-    answer = await h.reply(viewer, session)
-    assert answer["type"] == "answer", answer
-    await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
-    for _ in range(500):
-        if pc.connectionState == "connected":
-            break
-        await asyncio.sleep(0.01)
-    assert pc.connectionState == "connected"
-    return pc
 
 
 def freeze(pc: RTCPeerConnection) -> None:

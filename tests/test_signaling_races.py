@@ -14,7 +14,7 @@ import pytest
 from peercam.config import WebRtcConfig
 from peercam.protocol import ErrorCode, IceCandidate, ProtocolError
 from peercam.session import MAX_REMOTE_CANDIDATES
-from tests.signaling_harness import Harness, inbox_tasks
+from tests.signaling_harness import Harness, connected_viewer, inbox_tasks
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -162,6 +162,24 @@ async def test_offers_beyond_the_handshake_limit_are_busy_until_one_settles() ->
         h.send("bob", {"type": "bye", "session": "bob-one1"})
         await h.offer("carol", "carol-two2")
         assert (await h.reply("carol", "carol-two2"))["type"] == "answer"
+    finally:
+        await h.close()
+
+
+async def test_a_re_offer_refused_for_the_handshake_limit_keeps_the_old_session() -> None:
+    """Refusing an offer must change nothing: the session it would replace stays counted."""
+    h = Harness(WebRtcConfig(max_viewers=8, max_handshakes=1, connect_timeout=60))
+    signaling = h.start()
+    try:
+        await connected_viewer(h, "alice", "alice-one1")
+        await h.offer("bob", "bob-one111")  # bob's handshake takes the only handshake slot
+        assert (await h.reply("bob", "bob-one111"))["type"] == "answer"
+        h.sent.clear()
+        await h.offer("alice", "alice-one1")  # alice restarts her (connected) session
+        refused = await h.reply("alice", "alice-one1")
+        assert refused["type"] == "error" and refused["code"] == "busy", refused
+        session = signaling.sessions.get(("alice", "alice-one1"))
+        assert session is not None and session.connected and not session.closed
     finally:
         await h.close()
 

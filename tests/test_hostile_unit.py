@@ -212,7 +212,7 @@ def mangle(sdp: str, data: st.DataObject) -> str:
 
 
 @settings(
-    max_examples=60,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -29,7 +29,7 @@ async def test_waves_of_viewers_leave_the_daemon_at_its_baseline(
     await work.wave()  # warm-up: lazy imports, the first camera start
     baseline = await idle_baseline(daemon)
     for _ in range(2):
-        for _ in range(3):
+        for _ in range(2):
             await work.wave(watch_seconds=(0.2, 1.0))
         after = await settled(daemon, baseline)
         assert after.inboxes <= work.serial + 1, after  # bounded by the viewers seen

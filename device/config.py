@@ -44,6 +44,9 @@ class MqttConfig(_Section):
     keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
     #: Path to a CA bundle for mqtts/wss brokers with a private CA ("" = system store).
     ca_file: str = ""
+    #: Seconds between republishing the retained status even when nothing changed
+    #: (a broker that lost its retained messages gets it back); 0 = only on changes.
+    status_refresh: Annotated[float, Field(ge=0, le=86400)] = 300.0
 
     @field_validator("url")
     @classmethod
@@ -166,6 +169,9 @@ class WebRtcConfig(_Section):
     host_networks: list[str] = []
     #: Seconds a session may take from answer to connected before it is failed.
     connect_timeout: Annotated[float, Field(gt=0, le=300)] = 30.0
+    #: Sessions negotiating (offer received, not yet connected) at once, all viewers
+    #: together; a further offer gets ``busy`` until one connects, fails or times out.
+    max_handshakes: Annotated[int, Field(ge=1, le=64)] = 8
 
     @field_validator("ice_servers")
     @classmethod
@@ -287,6 +293,11 @@ class TalkbackConfig(_Section):
         return replies
 
 
+class DiagnosticsConfig(_Section):
+    #: Seconds between "resources: rss_kib=... fds=... tasks=..." log lines (0 = never).
+    resources_every: Annotated[float, Field(ge=0, le=86400)] = 3600.0
+
+
 class Config(_Section):
     device: DeviceConfig = DeviceConfig()
     mqtt: MqttConfig = MqttConfig()
@@ -296,6 +307,7 @@ class Config(_Section):
     gpio: GpioConfig = GpioConfig()
     call: CallConfig = CallConfig()
     talkback: TalkbackConfig = TalkbackConfig()
+    diagnostics: DiagnosticsConfig = DiagnosticsConfig()
     #: The file this came from (for messages); not a TOML key.
     source_path: Annotated[str, Field(exclude=True)] = ""
 

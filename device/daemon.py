@@ -17,6 +17,7 @@ from .ice import IceServers, restrict_host_addresses
 from .ice_health import IceHealth
 from .mqtt_link import LastWill, MqttLink
 from .protocol import ByeReason, ErrorCode, ProtocolError, Topics, encode
+from .resources import Counts, ResourceReporter, consumers_of
 from .sdnotify import Notifier, install_test_loop_blocker
 from .signaling import DeviceDescription, Signaling
 from .snapshot import take_snapshot
@@ -168,6 +169,7 @@ class Daemon:
             calls=self.calls,
             speaker=self.speaker if self.speaker.available else None,
             open_door=self._open_door if self.panel and self.panel.door else None,
+            status_refresh=cfg.mqtt.status_refresh,
         )
         offline = encode(self.signaling.status("offline"))
         self.link = MqttLink(
@@ -179,6 +181,13 @@ class Daemon:
             on_message=self.signaling.on_message,
             on_connect=self._on_connect,
             on_disconnect=self._on_link_lost,
+        )
+
+    def _counts(self) -> Counts:
+        assert self.signaling is not None
+        sessions, handshakes, closing, inboxes = self.signaling.counts()
+        return Counts(
+            sessions, handshakes, closing, inboxes, consumers_of((self.video, self.audio))
         )
 
     def _on_media_state(self) -> None:
@@ -272,6 +281,10 @@ class Daemon:
         watchdog_task = asyncio.create_task(self.notifier.pet_watchdog(), name="peercam-watchdog")
         link_task = asyncio.create_task(self.link.run(), name="peercam-mqtt")
         stop_task = asyncio.create_task(stop.wait(), name="peercam-stop")
+        helpers = [stop_task]
+        if self.config.diagnostics.resources_every > 0:
+            reporter = ResourceReporter(self.config.diagnostics.resources_every, self._counts)
+            helpers.append(asyncio.create_task(reporter.run(), name="peercam-resources"))
         try:
             done, _ = await asyncio.wait(
                 {link_task, stop_task}, return_when=asyncio.FIRST_COMPLETED
@@ -290,9 +303,9 @@ class Daemon:
                 await self.link.publish(
                     self.topics.status, encode(self.signaling.status("offline")), retain=True
                 )
-            for task in (link_task, stop_task, watchdog_task):
+            for task in (link_task, watchdog_task, *helpers):
                 task.cancel()
-            await wait_tasks((link_task, stop_task, watchdog_task), 5.0, log)
+            await wait_tasks((link_task, watchdog_task, *helpers), 5.0, log)
             if self.panel is not None:
                 self.panel.close()
             if self.speaker is not None:

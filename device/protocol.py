@@ -159,6 +159,11 @@ MAX_SDP = 60_000
 MAX_CANDIDATE = 1_024
 
 
+def _clip(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters: error messages never echo a whole payload."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _session_hint(obj: dict[str, Any]) -> str | None:
     session = obj.get("session")
     if isinstance(session, str) and (SESSION_ID_RE.match(session) or session == ALL_SESSIONS):
@@ -255,6 +260,10 @@ def parse_viewer_message(payload: bytes) -> ViewerMessage:
         raise ProtocolError(ErrorCode.BAD_REQUEST, "payload is not UTF-8") from None
     except json.JSONDecodeError as exc:
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"payload is not JSON: {exc.msg}") from None
+    except ValueError as exc:  # e.g. an integer literal over CPython's 4300-digit limit
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, f"payload is not usable JSON: {_clip(str(exc))}"
+        ) from None
     except RecursionError:
         raise ProtocolError(ErrorCode.BAD_REQUEST, "payload is nested too deeply") from None
     if not isinstance(obj, dict):
@@ -266,7 +275,7 @@ def parse_viewer_message(payload: bytes) -> ViewerMessage:
     if obj["v"] != PROTOCOL_VERSION or isinstance(obj["v"], bool):
         raise ProtocolError(
             ErrorCode.UNSUPPORTED,
-            f"protocol version {obj['v']!r} is not supported; "
+            f"protocol version {_clip(repr(obj['v']))} is not supported; "
             f"this device speaks v{PROTOCOL_VERSION}",
             hint,
         )
@@ -305,7 +314,7 @@ def parse_viewer_message(payload: bytes) -> ViewerMessage:
         raise ProtocolError(
             ErrorCode.UNSUPPORTED, f"type {kind!r} is sent by devices, not viewers", hint
         )
-    raise ProtocolError(ErrorCode.UNSUPPORTED, f"unknown message type {kind[:40]!r}", hint)
+    raise ProtocolError(ErrorCode.UNSUPPORTED, f"unknown message type {_clip(repr(kind))}", hint)
 
 
 # --- messages to viewers --------------------------------------------------------

@@ -35,6 +35,7 @@ log = logging.getLogger("peercam.session")
 
 H264_PROFILE = "42e01f"  # constrained baseline, level 3.1: decodes everywhere, Safari included
 KEYFRAME_REQUEST_GAP = 0.5  # seconds between honoured PLI/FIR from one viewer
+MAX_REMOTE_CANDIDATES = 200  # per session (offer SDP plus trickle): browsers send a few dozen
 
 
 def describe(exc: BaseException, empty: str = "") -> str:
@@ -71,6 +72,33 @@ def opus_preferences() -> list:
     ]
 
 
+def offer_problem(description: SessionDescription) -> str | None:
+    """What in the offer aiortc would trip over half-way, or None.
+
+    aiortc fails late on these (a transceiver left without a transport, a
+    direction it cannot combine) and may then fail again closing the peer
+    connection, leaking its sockets: refuse them before it sees them.
+    Every m-line needs its own non-empty mid (RFC 8843), a direction
+    attribute (browsers always send one) and a DTLS fingerprint (aiortc
+    would assert on its absence when connecting), and a BUNDLE group may
+    name only those mids.
+    """
+    mids = [media.rtp.muxId for media in description.media]
+    if not all(mids):
+        return "every m-line needs an a=mid"
+    if len(set(mids)) != len(mids):
+        return "two m-lines share one a=mid"
+    for group in description.group:
+        if group.semantic == "BUNDLE" and not {str(i) for i in group.items} <= set(mids):
+            return "the BUNDLE group names an a=mid no m-line has"
+    for media in description.media:
+        if media.kind in ("audio", "video") and media.direction is None:
+            return f"the {media.kind} m-line has no direction (a=recvonly, a=sendrecv, ...)"
+        if media.dtls is None or not media.dtls.fingerprints:
+            return f"the {media.kind} m-line has no DTLS a=fingerprint"
+    return None
+
+
 class Session:
     """A viewer's peer connection, from offer to close."""
 
@@ -104,12 +132,17 @@ class Session:
         self.created = time.monotonic()
         self.connected_at: float | None = None
         self.keyframe_requests = 0
+        self.remote_candidates = 0  # in the offer plus trickled
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._pc.on("track", self._on_track)
 
     @property
     def closed(self) -> bool:
         return self.state is SessionState.CLOSED
+
+    @property
+    def connected(self) -> bool:
+        return self.state is SessionState.CONNECTED
 
     # --- negotiation -------------------------------------------------------------
 
@@ -120,12 +153,24 @@ class Session:
         H.264, ``bad-request`` for an unreadable one).
         """
         try:
-            offered = SessionDescription.parse(offer_sdp).media
+            description = SessionDescription.parse(offer_sdp)
+            offered = description.media
             kinds = [media.kind for media in offered]
         except Exception as exc:
             raise ProtocolError(
                 ErrorCode.BAD_REQUEST, f"unreadable offer SDP: {describe(exc)}", self.id
             ) from None
+        if problem := offer_problem(description):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"unusable offer SDP: {problem}", self.id)
+        candidates = sum(len(media.ice_candidates) for media in offered)
+        if candidates > MAX_REMOTE_CANDIDATES:
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                f"the offer has {candidates} ICE candidates; at most "
+                f"{MAX_REMOTE_CANDIDATES} are accepted",
+                self.id,
+            )
+        self.remote_candidates = candidates
         if "video" not in kinds:
             raise ProtocolError(
                 ErrorCode.UNSUPPORTED, "the offer has no video m-line to receive H.264", self.id
@@ -184,8 +229,21 @@ class Session:
             if transceiver is not video and transceiver is not audio:
                 transceiver.direction = "inactive"
 
-        answer = await pc.createAnswer()
-        await pc.setLocalDescription(answer)
+        try:
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as exc:
+            # Whatever else in a viewer's SDP trips aiortc: that viewer's problem.
+            log.warning(
+                "%s: aiortc could not answer this offer: %s: %s",
+                self.label,
+                type(exc).__name__,
+                exc,
+            )
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                f"the device cannot answer this offer SDP: {describe(exc)}",
+                self.id,
+            ) from None
         self.state = SessionState.CONNECTING
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._connect_timeout, self._connect_timed_out)
@@ -200,6 +258,13 @@ class Session:
         line = candidate.candidate.strip()
         if not line:  # browsers send "" to mean end-of-candidates for a section
             return
+        if self.remote_candidates >= MAX_REMOTE_CANDIDATES:
+            # aioice keeps (and checks) every candidate: a viewer may not add them forever.
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                f"too many ICE candidates for this session (at most {MAX_REMOTE_CANDIDATES})",
+                self.id,
+            )
         try:
             ice = candidate_from_sdp(line.removeprefix("a=").removeprefix("candidate:"))
         except (AssertionError, ValueError, IndexError) as exc:
@@ -214,8 +279,9 @@ class Session:
             await self._pc.addIceCandidate(ice)
         except Exception as exc:
             raise ProtocolError(
-                ErrorCode.BAD_REQUEST, f"ICE candidate refused: {exc}", self.id
+                ErrorCode.BAD_REQUEST, f"ICE candidate refused: {describe(exc)}", self.id
             ) from None
+        self.remote_candidates += 1
 
     @property
     def talkback(self) -> bool:
@@ -285,7 +351,21 @@ class Session:
             log.warning("%s: ICE/DTLS failed (viewer unreachable or gone)", self.label)
             self._end(ByeReason.FAILED)
         elif state == "closed" and not self.closed:
-            self._end(ByeReason.HANGUP)
+            # aiortc says "closed" both when the viewer closed its peer
+            # connection (DTLS close_notify: a hang-up) and when ICE consent
+            # expired (the viewer's network is gone: a failure).
+            if self._ice_failed():
+                log.warning("%s: ICE consent expired (viewer unreachable or gone)", self.label)
+                self._end(ByeReason.FAILED)
+            else:
+                self._end(ByeReason.HANGUP)
+
+    def _ice_failed(self) -> bool:
+        for transceiver in self._pc.getTransceivers():
+            dtls = transceiver.sender.transport
+            if dtls is not None and dtls.transport.state == "failed":
+                return True
+        return False
 
     def _connect_timed_out(self) -> None:
         if self.state is not SessionState.CONNECTED and not self.closed:

@@ -51,7 +51,6 @@ Publish = Callable[[str, bytes, bool], Awaitable[bool]]
 INBOX_SIZE = 64  # messages waiting per viewer before it is rate-limited
 RATE_BURST = 60.0  # token bucket: burst of messages per viewer ...
 RATE_PER_SECOND = 20.0  # ... refilled at this rate
-INBOX_IDLE_EXIT = 60.0  # seconds an idle viewer's inbox task lingers
 CLOSE_TIMEOUT = 5.0  # seconds a shutdown waits for tasks before abandoning them
 MAX_IDLE_INBOXES = 256  # viewer records kept before idle ones are pruned
 WILL_GRACE = 1.5  # seconds between a viewer's "bye *" and closing its sessions
@@ -106,6 +105,7 @@ class Signaling:
         calls: CallManager | None = None,
         speaker: Speaker | None = None,
         open_door: Callable[[str], Awaitable[None]] | None = None,
+        status_refresh: float = 0.0,
     ) -> None:
         self.topics = topics
         self.webrtc = webrtc
@@ -128,6 +128,7 @@ class Signaling:
         self.calls = calls
         self.speaker = speaker
         self._open_door = open_door
+        self._status_refresh = status_refresh  # seconds; 0 = publish on changes only
 
     @property
     def call(self) -> str | None:
@@ -184,15 +185,13 @@ class Signaling:
         self._spawn(self._send_error(inbox.viewer, error))
 
     async def _serve_inbox(self, inbox: _ViewerInbox) -> None:
-        while True:
-            try:
-                async with asyncio.timeout(INBOX_IDLE_EXIT):
-                    message = await inbox.queue.get()
-            except TimeoutError:
-                if not any(v == inbox.viewer for v, _ in self.sessions):
-                    self._inboxes.pop(inbox.viewer, None)
-                    return
-                continue
+        """Handle the viewer's waiting messages in order, then end.
+
+        No task lingers per viewer: ``on_message`` starts a new one when the
+        next message comes (the record, with its rate limit, stays).
+        """
+        while not inbox.queue.empty():
+            message = inbox.queue.get_nowait()
             try:
                 await self._dispatch(inbox.viewer, message)
             except ProtocolError as exc:
@@ -265,6 +264,26 @@ class Signaling:
                 session,
             )
 
+    def counts(self) -> tuple[int, int, int, int]:
+        """(sessions, handshakes, closing, inboxes) for the resource report."""
+        open_ = set(self.sessions.values())
+        closing = sum(1 for s in list(self._every_session) if s not in open_)
+        return len(open_), self.handshakes(), closing, len(self._inboxes)
+
+    def handshakes(self) -> int:
+        """Sessions negotiating now (offer taken, not yet connected)."""
+        return sum(not s.connected for s in self.sessions.values())
+
+    def _check_handshakes(self, session: str, leaving: tuple[Session | None, ...]) -> None:
+        pending = sum(not s.connected and s not in leaving for s in self.sessions.values())
+        if pending >= self.webrtc.max_handshakes:
+            raise ProtocolError(
+                ErrorCode.BUSY,
+                f"{pending} handshakes are already in progress (at most "
+                f"{self.webrtc.max_handshakes} at once); try again in a moment",
+                session,
+            )
+
     async def _hello(self, viewer: str, session: str) -> None:
         if (viewer, session) not in self.sessions:
             self._check_capacity(viewer, session, replacing=self._replaceable(viewer))
@@ -294,18 +313,14 @@ class Signaling:
     async def _offer(self, viewer: str, offer: Offer) -> None:
         ice_servers = await self.ice.device_servers()  # only servers that answer
         key = (viewer, offer.session)
-        previous = self.sessions.pop(key, None)
-        if previous is not None:
-            # The same session id offering again: the viewer restarted it
-            # (aiortc has no ICE restart); the new answer supersedes the old.
-            log.info("%s: new offer for an existing session; replacing it", previous.label)
-            await previous.close()
-        self._check_capacity(viewer, offer.session, replacing=self._replaceable(viewer))
-        own = self._viewer_sessions(viewer)
-        if len(own) >= self.webrtc.max_sessions_per_viewer:
-            oldest = own[0]
-            log.info("%s: %s has too many sessions; replacing the oldest", oldest.label, viewer)
-            await self._end_session(oldest, ByeReason.REPLACED)
+        # Check everything, then take the slot, before any await: meanwhile
+        # another viewer's offer could take the slot this one frees or counts
+        # on.  A refused offer changes nothing.
+        previous = self.sessions.get(key)  # the viewer restarts this session
+        replacing = 1 if previous is not None else self._replaceable(viewer)
+        self._check_capacity(viewer, offer.session, replacing=replacing)
+        oldest = self._viewer_sessions(viewer)[0] if replacing and previous is None else None
+        self._check_handshakes(offer.session, leaving=(previous, oldest))
 
         answers_call = (
             offer.call is not None
@@ -322,9 +337,20 @@ class Signaling:
             on_end=self._session_ended,
             speaker=self.speaker if answers_call else None,
         )
+        if oldest is not None:
+            self._forget(oldest)
+        # The same session id offering again supersedes the old peer
+        # connection (aiortc has no ICE restart), keeping its call if any.
         self.sessions[key] = session  # hold the slot while negotiating
         self._every_session.add(session)
         self._status_changed.set()
+        if previous is not None:
+            log.info("%s: new offer for an existing session; replacing it", previous.label)
+            await previous.close()
+        if oldest is not None:
+            log.info("%s: %s has too many sessions; replacing the oldest", oldest.label, viewer)
+            await self._send(viewer, bye_message(oldest.id, ByeReason.REPLACED))
+            await oldest.close()
         try:
             sdp = await session.answer(offer.sdp)
         except BaseException:
@@ -450,7 +476,11 @@ class Signaling:
 
     async def _status_loop(self) -> None:
         while not self._closing:
-            await self._status_changed.wait()
+            try:
+                async with asyncio.timeout(self._status_refresh or None):
+                    await self._status_changed.wait()
+            except TimeoutError:
+                pass  # unchanged, but the broker may have lost the retained copy
             await asyncio.sleep(0.05)  # coalesce bursts (four viewers joining at once)
             await self.publish_status()
 
@@ -462,6 +492,14 @@ class Signaling:
     async def close(self, reason: ByeReason = ByeReason.SHUTDOWN) -> None:
         """Say bye to every viewer, close every session, stop every task."""
         self._closing = True
+        # Stop the handlers first: an offer still being answered must not
+        # send its answer after the viewer got its bye.
+        tasks = [i.task for i in self._inboxes.values() if i.task is not None]
+        if self._status_task is not None:
+            tasks.append(self._status_task)
+        for task in tasks:
+            task.cancel()
+        self._status_changed.set()
         sessions = list(self.sessions.values())
         self.sessions.clear()
         if sessions:
@@ -470,12 +508,6 @@ class Signaling:
             *(self._send(s.viewer, bye_message(s.id, reason)) for s in sessions),
             return_exceptions=True,
         )
-        tasks = [i.task for i in self._inboxes.values() if i.task is not None]
-        if self._status_task is not None:
-            tasks.append(self._status_task)
-        for task in tasks:
-            task.cancel()
-        self._status_changed.set()
         await asyncio.gather(
             *(s.close() for s in list(self._every_session)), return_exceptions=True
         )

@@ -118,8 +118,11 @@ class MediaHub:
         max_backoff: float = 30.0,
         on_state_change: Callable[[], None] | None = None,
         fault_level: int = logging.ERROR,
+        start_timeout: float = 20.0,
     ) -> None:
         self.source = source
+        #: A start that hangs (a wedged driver) is a failure like any other.
+        self.start_timeout = start_timeout
         self.kind = kind
         self.queue_frames = queue_frames
         self.idle_stop = idle_stop
@@ -260,9 +263,12 @@ class MediaHub:
         while self.wanted:
             self._set_state(SourceState.STARTING, self.fault)
             try:
-                await self.source.start(self._on_frame, self._on_fault)
+                async with asyncio.timeout(self.start_timeout):
+                    await self.source.start(self._on_frame, self._on_fault)
             except Exception as exc:  # a source's failure to start is data, not a crash
                 message = str(exc) or type(exc).__name__
+                if isinstance(exc, TimeoutError):
+                    message = f"did not start within {self.start_timeout:g} s (driver hung?)"
                 repeated = message == self.fault
                 self._set_state(SourceState.FAULT, message)
                 log.log(

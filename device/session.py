@@ -294,6 +294,12 @@ class Session:
         self._talkback_task = asyncio.get_running_loop().create_task(
             self._speaker.play_track(track, self.label), name=f"peercam-talkback-{self.label}"
         )
+        self._talkback_task.add_done_callback(self._talkback_done)
+
+    def _talkback_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("%s: talkback stopped: %s: %s", self.label, type(exc).__name__, exc)
 
     # --- keyframes ----------------------------------------------------------------
 

@@ -329,3 +329,30 @@ async def test_the_encoder_follows_the_lowest_viewers_bandwidth_estimate(
     await cam.wait_state(lambda s: 170_000 in s.bitrates, WAIT, "bitrate 170 kbit/s")
     await wait_log(daemon, "camera: bitrate 500 -> 170 kbit/s (lowest viewer estimate 200 kbit/s)")
     await watch.wait_frames(watch.frames + 30, WAIT)  # and the picture goes on
+
+
+async def test_repeated_camera_restarts_leave_no_threads_or_fds_behind(
+    mosquitto: MosquittoBroker,
+    daemon_factory: DaemonFactory,
+    viewer_factory: ViewerFactory,
+    cam: FakeCamera,
+) -> None:
+    from tests.daemon_resources import REPORTING, idle_baseline, settled
+
+    cfg = {**FAULTY, "diagnostics": REPORTING["diagnostics"]}
+    daemon = await start(daemon_factory, mosquitto, cam, cfg)
+    # Baseline with the camera and its encoder threads run once and stopped again.
+    alice = await viewer_factory(mosquitto, "alice")
+    first = await watch_frames(alice, 10)
+    await first.bye()
+    baseline = await idle_baseline(daemon)
+    watch = await watch_frames(alice, 10)
+    for wedge in (1, 2):  # the encoder wedges twice; each time capture is restarted
+        cam.set(wedge=wedge)
+        await daemon.wait_status(camera_fault("no video frame for"), FAULT_WAIT)
+        resumed_from = watch.frames
+        await watch.wait_frames(resumed_from + 10, FAULT_WAIT)
+    assert cam.state().opens >= 4
+    await watch.bye()
+    report = await settled(daemon, baseline, timeout=FAULT_WAIT)
+    assert report.threads <= baseline.threads and report.fds <= baseline.fds

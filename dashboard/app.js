@@ -1,588 +1,1279 @@
-// peercam viewer page: MQTT signaling (PROTOCOL.md v1) + one receive-only WebRTC session.
+// peercam dashboard: sign in to an MQTT broker, list devices from their retained
+// status, watch them live over WebRTC, answer their calls (PROTOCOL.md v1).
 //
-// Plain ES module, no build step. mqtt.js is loaded before this file as a
-// classic script (vendor/mqtt.min.js) and provides the global `mqtt`.
-//
-// Flow: read config.json (query parameters override it) -> connect to the
-// broker over WebSockets with a last will `bye "*"` -> subscribe to the
-// device's retained status and our `out` topic -> when the device is online:
-// hello -> welcome -> offer (after ICE gathering, at most ~2 s) -> answer ->
-// media. Tests read `window.peercam` and `document.body.dataset.state`.
+// Plain ES modules, no build step. mqtt.js is loaded before this file as a classic
+// script (vendor/mqtt.min.js) and provides the global `mqtt`. Tests read
+// `window.peercam`, `body[data-view]` and `body[data-state]`.
 
-const PROTOCOL_VERSION = 1;
-const ID_RE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
-const PREFIX_RE = /^[A-Za-z0-9_/-]{1,64}$/;
-const ICE_GATHER_TIMEOUT_MS = 2000;
-const WELCOME_TIMEOUT_MS = 10000;
-const ANSWER_TIMEOUT_MS = 15000;
-const STATS_INTERVAL_MS = 1000;
+import { Link, describeUnreachable } from "./link.js";
+import { Ringer, openMicrophone, savePng, stillOf, toggleFullscreen } from "./media-util.js";
+import { DeviceSession } from "./session.js";
+import {
+  CALL_RE,
+  ID_RE,
+  PROTOCOL_VERSION,
+  checkBrokerUrl,
+  clearStoredSignin,
+  loadPageConfig,
+  resolveSettings,
+  signinProblems,
+  storeSignin,
+} from "./settings.js";
+import { statsLines } from "./stats.js";
 
-const BYE_TEXT = {
-  hangup: "The device hung up.",
-  timeout: "The session timed out.",
-  failed: "The connection to the device failed.",
-  shutdown: "The device shut down.",
-  replaced: "This session was replaced by a newer one from the same viewer.",
+const SIGNIN_TIMEOUT_MS = 12000;
+const V5_TIMEOUT_MS = 6000; // no CONNACK to MQTT 5 this long: try MQTT 3.1.1
+const LINK_LINGER_MS = 15000; // a device link with no session is closed after this
+const NO_DEVICE_HINT_MS = 4000; // no status this long after sign-in: explain why
+const STILL_EVERY_MS = 10000; // tiles keep a recent still for when they are not live
+const ACTION_ERROR_WINDOW_MS = 10000; // an error without session this soon after an action is about it
+const MAX_CALLS_SHOWN = 20;
+const MAX_MISSED_SHOWN = 12;
+const CALL_ENDED_TEXT = {
+  answered: "answered",
+  missed: "missed",
+  declined: "declined",
+  cancelled: "cancelled",
 };
-
-// --- state exposed for tests and for the future dashboard ---------------------------
-
-const stats = {
-  framesDecoded: 0,
-  width: 0,
-  height: 0,
-  fps: 0,
-  bitrateKbps: 0,
-  rttMs: null,
-  path: null, // "direct" | "relayed"
-  localCandidateType: null,
-  remoteCandidateType: null,
-};
-
-const peercam = {
-  state: "connecting", // "connecting" | "live" | "ended" | "error"
-  stats,
-  config: null,
-  device: null, // last status message from the device
-  session: null, // current session id
-  broker: "connecting", // "connecting" | "connected" | "offline"
-  reconnect: () => restart(),
-};
-window.peercam = peercam;
 
 const $ = (id) => document.getElementById(id);
-const ui = {
-  badge: $("device-badge"),
-  deviceText: $("device-text"),
-  video: $("video"),
-  overlay: $("overlay"),
-  stats: $("stats"),
-  message: $("message"),
-  reconnect: $("reconnect"),
-  sound: $("sound"),
-  dBroker: $("d-broker"),
-  dDevice: $("d-device"),
-  dViewer: $("d-viewer"),
-  dSession: $("d-session"),
-  dState: $("d-state"),
+
+const app = {
+  settings: null,
+  signin: null,
+  prefix: "peercam",
+  main: null, // the main Link
+  links: new Map(), // device -> {link, idle}
+  devices: new Map(), // device -> {id, status, calls, card, visible, still, stillAt}
+  sessions: new Map(), // device -> DeviceSession
+  iceCache: new Map(),
+  ringing: new Map(), // call -> {device, call, at, expiresAt, timer}
+  dialogCall: null,
+  snapshots: new Map(), // "device/call" -> {url, state: "pending" | "done" | "none"}
+  route: { view: "devices", device: null },
+  lastAction: new Map(), // device -> time of our last reply / open / decline
+  liveTiles: true,
+  observer: null,
+  noDeviceTimer: null,
+  signedInAt: 0,
+  answered: new Set(), // calls answered in this tab
+  ended: new Set(), // calls that stopped ringing here (a redelivered "call" must not ring again)
+  ringer: new Ringer(),
+  signingIn: false,
 };
 
-let client = null; // mqtt.js client
-let topics = null;
-let current = null; // the live session: {id, pc, timer, offerSent, trickled, stream, statsTimer, ...}
-let autoStart = true; // start a session whenever the device is (or comes back) online
+// --- small UI helpers -------------------------------------------------------------------
 
-// --- helpers ----------------------------------------------------------------------------
-
-function randomHex(bytes) {
-  // crypto.getRandomValues works on plain-http LAN pages too (randomUUID needs a secure context).
-  const buf = new Uint8Array(bytes);
-  crypto.getRandomValues(buf);
-  return Array.from(buf, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function newSessionId() {
-  return randomHex(16); // 32 chars, matches ^[A-Za-z0-9_-]{8,64}$
-}
-
-function setState(state, overlayText) {
-  peercam.state = state;
-  document.body.dataset.state = state;
-  ui.dState.textContent = state;
-  if (overlayText !== undefined) ui.overlay.textContent = overlayText;
-}
-
-function showMessage(text) {
-  ui.message.textContent = text || "";
-  ui.message.hidden = !text;
-}
-
-function publish(message) {
-  if (!client || !topics) return;
-  const payload = JSON.stringify({ v: PROTOCOL_VERSION, ...message });
-  client.publish(topics.inbox, payload, { qos: 1 }, (err) => {
-    if (err) console.warn("peercam: publish failed", err);
-  });
-}
-
-// --- configuration ------------------------------------------------------------------------
-
-async function loadConfig() {
-  let fromFile = {};
-  try {
-    const response = await fetch("config.json", { cache: "no-store" });
-    if (response.ok) fromFile = await response.json();
-  } catch (err) {
-    console.warn("peercam: no config.json, using query parameters only", err);
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else if (v !== undefined && v !== null && v !== false) node.setAttribute(k, v === true ? "" : v);
   }
-  const q = new URLSearchParams(location.search);
-  const pick = (...names) => {
-    for (const name of names) {
-      if (q.has(name)) return q.get(name);
+  for (const c of children) if (c !== null && c !== undefined) node.append(c);
+  return node;
+}
+
+/** Replace an element's children only when `key` changed (keeps focus and decoded images). */
+function setChildren(node, key, build) {
+  if (node.dataset.key === key) return;
+  node.dataset.key = key;
+  node.replaceChildren(...build());
+}
+
+function toast(text, kind = "info", ms = 6000) {
+  const box = $("toasts");
+  const item = el("p", { class: `toast toast-${kind}`, text });
+  box.append(item);
+  while (box.childElementCount > 4) box.firstElementChild.remove();
+  setTimeout(() => item.remove(), ms);
+}
+
+function deviceName(id) {
+  const s = app.devices.get(id)?.status;
+  return s && typeof s.name === "string" && s.name ? s.name : id;
+}
+
+function inTopic(device) {
+  return `${app.prefix}/${device}/in/${app.signin.viewer}`;
+}
+
+function formatTime(unix) {
+  if (!Number.isFinite(unix)) return "";
+  const d = new Date(unix * 1000);
+  const today = new Date();
+  const sameDay = d.toDateString() === today.toDateString();
+  return sameDay ? d.toLocaleTimeString() : d.toLocaleString();
+}
+
+// --- views and routing --------------------------------------------------------------------
+
+function showView(view) {
+  document.body.dataset.view = view;
+  $("signin-view").hidden = view !== "signin";
+  $("devices-view").hidden = view !== "devices";
+  $("device-view").hidden = view !== "device";
+  const signedIn = view !== "signin" && view !== "loading";
+  $("signout").hidden = !signedIn;
+  $("who").hidden = !signedIn;
+  $("demo-ring").hidden = !(signedIn && app.settings?.demo);
+  updateBodyState();
+}
+
+function parseHash() {
+  const m = /^#\/device\/([^/?#]+)$/.exec(location.hash);
+  if (m) {
+    const id = decodeURIComponent(m[1]);
+    if (ID_RE.test(id)) return { view: "device", device: id };
+  }
+  return { view: "devices", device: null };
+}
+
+function applyRoute() {
+  if (!app.main) return; // not signed in: the sign-in form stays
+  const previous = app.route;
+  app.route = parseHash();
+  if (previous.view === "device" && previous.device && previous.device !== app.route.device) {
+    const s = app.sessions.get(previous.device);
+    if (s) {
+      s.detach($("dv-video"));
+      s.want("view", false);
     }
-    for (const name of names) {
-      if (fromFile[name] !== undefined && fromFile[name] !== null) return String(fromFile[name]);
-    }
-    return "";
-  };
-  const config = {
-    // "{host}": the host this page came from (the demo on 0.0.0.0, watched from a phone).
-    // (location.hostname keeps an IPv6 address in brackets.)
-    broker_url: pick("broker_url", "broker").replace("{host}", location.hostname),
-    device: pick("device"),
-    viewer: pick("viewer") || `viewer-${randomHex(4)}`,
-    username: pick("username"),
-    password: pick("password"),
-    topic_prefix: pick("topic_prefix", "prefix") || "peercam",
-  };
-  const problems = [];
-  if (!config.broker_url) problems.push("no broker URL (config.json broker_url or ?broker_url=ws://host:port/mqtt)");
-  else if (!/^wss?:\/\//.test(config.broker_url)) problems.push(`broker URL ${config.broker_url} must start with ws:// or wss://`);
-  else if (location.protocol === "https:" && config.broker_url.startsWith("ws:")) {
-    problems.push(`this page is served over https, so the browser refuses the unencrypted broker ${config.broker_url}: use a wss:// URL`);
   }
-  if (!ID_RE.test(config.device)) problems.push(`device id "${config.device}" is missing or invalid`);
-  if (!ID_RE.test(config.viewer)) problems.push(`viewer id "${config.viewer}" is invalid`);
-  if (!PREFIX_RE.test(config.topic_prefix)) problems.push(`topic prefix "${config.topic_prefix}" is invalid`);
-  return { config, problems };
+  if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
+  showView(app.route.view);
+  if (app.route.view === "device") {
+    const s = sessionFor(app.route.device);
+    s.attach($("dv-video"));
+    s.want("view", true);
+    renderDeviceView();
+    $("device-heading").focus?.();
+  }
+  updateTileWants();
+  renderAll();
 }
 
-// --- device status ------------------------------------------------------------------------
+function go(hash) {
+  if (location.hash === hash) applyRoute();
+  else location.hash = hash;
+}
 
-function renderDevice() {
-  const s = peercam.device;
-  if (peercam.broker !== "connected") {
-    ui.badge.className = "badge badge-unknown";
-    ui.badge.textContent = "no broker";
-    ui.deviceText.textContent = peercam.broker === "offline" ? "Broker unreachable, retrying…" : "Connecting to the broker…";
-    return;
-  }
+// --- sessions -------------------------------------------------------------------------
+
+const host = {
+  inTopic,
+  deviceStatus: (device) => app.devices.get(device)?.status || null,
+  brokerConnected: () => Boolean(app.main && app.main.connected),
+  pageVisible: () => document.visibilityState !== "hidden",
+  iceCache: app.iceCache,
+  linkOf: (device) => app.links.get(device)?.link || null,
+  deviceLink,
+  linkIdle,
+  changed: sessionChanged,
+};
+
+function sessionFor(device) {
+  let s = app.sessions.get(device);
   if (!s) {
-    ui.badge.className = "badge badge-unknown";
-    ui.badge.textContent = "waiting";
-    ui.deviceText.textContent = `Waiting for device "${peercam.config.device}"…`;
-    return;
+    s = new DeviceSession(device, host);
+    app.sessions.set(device, s);
   }
-  const online = s.state === "online";
-  ui.badge.className = `badge ${online ? "badge-online" : "badge-offline"}`;
-  ui.badge.textContent = online ? "online" : "offline";
-  const name = typeof s.name === "string" && s.name ? s.name : peercam.config.device;
-  let text = name;
-  if (online && Number.isInteger(s.viewers) && Number.isInteger(s.max_viewers)) {
-    text += ` · ${s.viewers}/${s.max_viewers} viewers`;
+  return s;
+}
+
+/** The device's own link, whose last will is `bye "*"` on our in topic of that device. */
+async function deviceLink(device) {
+  let entry = app.links.get(device);
+  if (entry && (entry.link.state === "ended" || entry.link.state === "refused")) {
+    app.links.delete(device);
+    entry = null;
   }
-  if (Array.isArray(s.faults) && s.faults.length) text += ` · ${s.faults.join("; ")}`;
-  ui.deviceText.textContent = text;
-  ui.sound.hidden = !(s.audio && s.audio.codec);
-}
-
-function onStatus(status) {
-  const wasOnline = peercam.device?.state === "online";
-  peercam.device = status;
-  renderDevice();
-  const online = status.state === "online";
-  if (online && !current && autoStart) {
-    startSession();
-  } else if (!online && wasOnline && current) {
-    endSession("ended", "The device is offline; the video resumes when it is back.", { sendBye: false });
-    autoStart = true;
-  } else if (!online && !current && peercam.state === "connecting") {
-    setState("connecting", "The device is offline; waiting for it…");
+  if (!entry) {
+    const will = { topic: inTopic(device), payload: JSON.stringify({ v: PROTOCOL_VERSION, type: "bye", session: "*" }) };
+    const link = new Link(app.signin, {
+      tag: device.slice(0, 16),
+      username: app.settings.username,
+      mqttVersion: app.mqttVersion,
+      will,
+    });
+    entry = { link, idle: null };
+    app.links.set(device, entry);
   }
+  clearTimeout(entry.idle);
+  entry.idle = null;
+  return entry.link.ready(10000);
 }
 
-// --- the WebRTC session ---------------------------------------------------------------
-
-function startSession() {
-  if (current) endSession(null, null, { sendBye: true, reason: "hangup" });
-  showMessage("");
-  const id = newSessionId();
-  current = { id, pc: null, offerSent: false, trickled: false, timer: null, stream: null, statsTimer: null, prev: null };
-  peercam.session = id;
-  ui.dSession.textContent = id;
-  resetStats();
-  setState("connecting", "Asking the device for a session…");
-  publish({ type: "hello", session: id });
-  current.timer = setTimeout(() => fail(`The device did not answer within ${WELCOME_TIMEOUT_MS / 1000} s.`), WELCOME_TIMEOUT_MS);
+function linkIdle(device) {
+  const entry = app.links.get(device);
+  if (!entry) return;
+  clearTimeout(entry.idle);
+  entry.idle = setTimeout(() => {
+    const s = app.sessions.get(device);
+    if (s && s.running) return;
+    entry.link.end(); // DISCONNECT: no will
+    if (app.links.get(device) === entry) app.links.delete(device);
+  }, LINK_LINGER_MS);
 }
 
-function fail(text) {
-  endSession("error", text, { sendBye: true, reason: "failed" });
-}
-
-function endSession(state, text, { sendBye = false, reason = "hangup" } = {}) {
-  const s = current;
-  current = null;
-  if (s) {
-    clearTimeout(s.timer);
-    clearInterval(s.statsTimer);
-    if (sendBye) publish({ type: "bye", session: s.id, reason });
-    if (s.pc) {
-      s.pc.ontrack = s.pc.onicecandidate = s.pc.onconnectionstatechange = null;
-      s.pc.close();
+let renderQueued = false;
+function sessionChanged(session) {
+  const d = app.devices.get(session.device);
+  if (d && session.state === "live" && (!d.stillAt || performance.now() - d.stillAt > STILL_EVERY_MS)) {
+    const video = d.card?.querySelector("video");
+    const still = video && stillOf(video);
+    if (still) {
+      d.still = still;
+      d.stillAt = performance.now();
     }
   }
-  ui.video.srcObject = null;
-  if (state) {
-    // The overlay says it briefly; the alert below says why (and is read out).
-    setState(state, state === "error" ? "No video" : "Session ended");
-    if (text) showMessage(text);
-  }
-}
-
-async function onWelcome(msg) {
-  const s = current;
-  clearTimeout(s.timer);
-  setState("connecting", "Connecting the video…");
-  const iceServers = Array.isArray(msg.ice_servers) ? msg.ice_servers : [];
-  let pc;
-  try {
-    pc = new RTCPeerConnection({ iceServers });
-  } catch (err) {
-    fail(`This browser cannot use the device's ICE servers: ${err.message}`);
-    return;
-  }
-  s.pc = pc;
-  s.stream = new MediaStream();
-  pc.addTransceiver("video", { direction: "recvonly" });
-  pc.addTransceiver("audio", { direction: "recvonly" });
-
-  pc.ontrack = (ev) => {
-    s.stream.addTrack(ev.track);
-    if (ui.video.srcObject !== s.stream) ui.video.srcObject = s.stream;
-  };
-  pc.onconnectionstatechange = () => {
-    if (current !== s) return;
-    const st = pc.connectionState;
-    if (st === "failed") fail("The connection to the device failed (no network path; a TURN server may be needed).");
-    else if (st === "disconnected") setState("connecting", "Connection interrupted, waiting…");
-    // Back to "live" when frames flow again (updateStats).
-  };
-  pc.onicecandidate = (ev) => {
-    if (current !== s || !s.offerSent) return; // gathered before the offer: already in its SDP
-    const c = ev.candidate;
-    if (c && c.candidate) {
-      s.trickled = true;
-      publish({ type: "candidate", session: s.id, candidate: { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex } });
-    } else if (!c && s.trickled) {
-      publish({ type: "candidate", session: s.id, candidate: null });
-    }
-  };
-
-  try {
-    await pc.setLocalDescription(await pc.createOffer());
-    await gatheringComplete(pc, ICE_GATHER_TIMEOUT_MS);
-  } catch (err) {
-    if (current === s) fail(`Could not create the offer: ${err.message}`);
-    return;
-  }
-  if (current !== s) return;
-  s.offerSent = true;
-  publish({ type: "offer", session: s.id, sdp: pc.localDescription.sdp });
-  s.timer = setTimeout(() => fail(`The device did not answer the offer within ${ANSWER_TIMEOUT_MS / 1000} s.`), ANSWER_TIMEOUT_MS);
-}
-
-function gatheringComplete(pc, timeoutMs) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      pc.removeEventListener("icegatheringstatechange", check);
-      resolve();
-    };
-    const check = () => {
-      if (pc.iceGatheringState === "complete") done();
-    };
-    const timer = setTimeout(done, timeoutMs); // then send what we have; the rest trickles
-    pc.addEventListener("icegatheringstatechange", check);
-  });
-}
-
-async function onAnswer(msg) {
-  const s = current;
-  if (!s.pc || !s.offerSent) return;
-  clearTimeout(s.timer);
-  try {
-    await s.pc.setRemoteDescription({ type: "answer", sdp: msg.sdp });
-  } catch (err) {
-    if (current === s) fail(`The device's answer was not usable: ${err.message}`);
-    return;
-  }
-  if (current !== s) return;
-  ui.overlay.textContent = "Waiting for the first frame…";
-  s.statsTimer = setInterval(() => updateStats(s), STATS_INTERVAL_MS);
-}
-
-async function onRemoteCandidate(msg) {
-  const s = current;
-  if (!s.pc) return;
-  try {
-    await s.pc.addIceCandidate(msg.candidate || null);
-  } catch (err) {
-    console.warn("peercam: remote candidate refused", err);
-  }
-}
-
-// --- stats --------------------------------------------------------------------------------
-
-function resetStats() {
-  Object.assign(stats, {
-    framesDecoded: 0, width: 0, height: 0, fps: 0, bitrateKbps: 0, rttMs: null,
-    path: null, localCandidateType: null, remoteCandidateType: null,
-  });
-  ui.stats.innerHTML = "&nbsp;";
-}
-
-async function updateStats(s) {
-  if (current !== s || !s.pc) return;
-  let report;
-  try {
-    report = await s.pc.getStats();
-  } catch {
-    return;
-  }
-  if (current !== s) return;
-  let video = null;
-  let pair = null;
-  let selectedPairId = null;
-  report.forEach((r) => {
-    if (r.type === "inbound-rtp" && r.kind === "video") video = r;
-    if (r.type === "transport" && r.selectedCandidatePairId) selectedPairId = r.selectedCandidatePairId;
-  });
-  if (selectedPairId) pair = report.get(selectedPairId);
-  if (!pair) {
-    report.forEach((r) => {
-      if (r.type === "candidate-pair" && r.nominated && r.state === "succeeded") pair = r;
+  if (!renderQueued) {
+    renderQueued = true;
+    requestAnimationFrame(() => {
+      renderQueued = false;
+      renderAll();
     });
   }
-  if (pair) {
-    const local = report.get(pair.localCandidateId);
-    const remote = report.get(pair.remoteCandidateId);
-    stats.localCandidateType = local?.candidateType ?? null;
-    stats.remoteCandidateType = remote?.candidateType ?? null;
-    stats.path = stats.localCandidateType === "relay" || stats.remoteCandidateType === "relay" ? "relayed" : "direct";
-    stats.rttMs = typeof pair.currentRoundTripTime === "number" ? Math.round(pair.currentRoundTripTime * 1000) : null;
-  }
-  if (video) {
-    const prev = s.prev;
-    const before = stats.framesDecoded;
-    stats.framesDecoded = video.framesDecoded ?? 0;
-    stats.width = video.frameWidth ?? 0;
-    stats.height = video.frameHeight ?? 0;
-    if (prev) {
-      const dt = (video.timestamp - prev.timestamp) / 1000;
-      if (dt > 0) {
-        stats.bitrateKbps = Math.round(((video.bytesReceived - prev.bytesReceived) * 8) / dt / 1000);
-        stats.fps = typeof video.framesPerSecond === "number"
-          ? Math.round(video.framesPerSecond)
-          : Math.round((stats.framesDecoded - prev.framesDecoded) / dt);
-      }
-    }
-    s.prev = { timestamp: video.timestamp, bytesReceived: video.bytesReceived ?? 0, framesDecoded: stats.framesDecoded };
-    if (stats.framesDecoded > before && peercam.state !== "live") {
-      setState("live"); // frames are being decoded: first frame, or flowing again
-      showMessage("");
-    }
-  }
-  renderStats();
+  // Tests poll this without waiting for a frame to be painted.
+  updateBodyState();
 }
 
-function renderStats() {
-  const parts = [];
-  if (stats.path) parts.push(`${stats.path} (${stats.localCandidateType} ↔ ${stats.remoteCandidateType})`);
-  if (stats.width) parts.push(`${stats.width}×${stats.height}`);
-  parts.push(`${stats.fps} fps`);
-  parts.push(`${stats.bitrateKbps} kbit/s`);
-  parts.push(`${stats.framesDecoded} frames`);
-  if (stats.rttMs !== null) parts.push(`RTT ${stats.rttMs} ms`);
-  ui.stats.textContent = parts.join(" · ");
+function primarySession() {
+  if (app.route.view === "device" && app.route.device) return app.sessions.get(app.route.device) || null;
+  for (const id of sortedDevices()) {
+    const s = app.sessions.get(id);
+    if (s && s.reasons.size) return s;
+  }
+  return null;
 }
 
-// --- signaling ------------------------------------------------------------------------
+function updateBodyState() {
+  const view = document.body.dataset.view;
+  let state;
+  if (view === "signin" || view === "loading") state = "signin";
+  else {
+    const s = primarySession();
+    state = s ? s.state : "idle";
+  }
+  document.body.dataset.state = state;
+}
 
-function onDeviceMessage(msg) {
-  if (!msg || typeof msg !== "object" || msg.v !== PROTOCOL_VERSION || typeof msg.type !== "string") {
-    console.warn("peercam: ignored a message that is not protocol v1", msg);
+// --- sign in / out ----------------------------------------------------------------------
+
+function showSigninMessage(text, { certUrl = null, kind = "error" } = {}) {
+  const box = $("signin-message");
+  box.hidden = !text;
+  box.dataset.kind = kind;
+  $("signin-text").textContent = text || "";
+  $("signin-cert").hidden = !certUrl;
+  if (certUrl) {
+    $("signin-cert-link").href = certUrl;
+    $("signin-cert-link").textContent = `Open ${certUrl} to check the certificate`;
+  }
+}
+
+function formSignin() {
+  return {
+    broker_url: $("f-broker").value.trim(),
+    viewer: $("f-viewer").value.trim(),
+    password: $("f-password").value,
+    topic_prefix: $("f-prefix").value.trim() || "peercam",
+    remember: $("f-remember").checked,
+  };
+}
+
+function fillForm(signin) {
+  $("f-broker").value = signin.broker_url || "";
+  $("f-viewer").value = signin.viewer || "";
+  $("f-password").value = signin.password || "";
+  $("f-prefix").value = signin.topic_prefix || "peercam";
+  $("f-remember").checked = Boolean(signin.remember);
+  checkBrokerField();
+}
+
+function checkBrokerField() {
+  const url = $("f-broker").value.trim();
+  const out = $("f-broker-check");
+  const result = url ? checkBrokerUrl(url) : {};
+  out.textContent = result.error || result.warning || "";
+  $("f-broker").setAttribute("aria-invalid", result.error ? "true" : "false");
+}
+
+async function signIn(signin) {
+  if (app.signingIn) return;
+  const problems = signinProblems(signin);
+  showView("signin");
+  if (problems.length) {
+    showSigninMessage(problems.join(" "));
     return;
   }
-  const s = current;
-  const ours = s && msg.session === s.id;
+  app.signingIn = true;
+  $("signin-submit").disabled = true;
+  showSigninMessage("Connecting to the broker…", { kind: "info" });
+  if (navigator.userActivation?.hasBeenActive) app.ringer.unlock(); // a click signed in
+  try {
+    const version = app.settings.mqttVersion;
+    // A broker that only speaks MQTT 3.1.1 may refuse MQTT 5 (or not answer it at all).
+    let result = await connectMain(signin, version, version === 5 ? V5_TIMEOUT_MS : SIGNIN_TIMEOUT_MS);
+    if (result.retryV4) result = await connectMain(signin, 4, SIGNIN_TIMEOUT_MS);
+    if (!result.link) {
+      showSigninMessage(result.text, { certUrl: result.certUrl });
+      return;
+    }
+    app.mqttVersion = result.version;
+    app.signin = signin;
+    app.prefix = signin.topic_prefix;
+    app.main = result.link;
+    // Kept for this tab (a reload signs in again; the password left the URL), or for this
+    // browser when "remember me" is ticked.
+    storeSignin(signin);
+    scrubUrl();
+    showSigninMessage("");
+    $("who").textContent = signin.viewer;
+    $("d-broker").textContent = signin.broker_url;
+    $("d-viewer").textContent = signin.viewer;
+    await subscribeMain();
+    mainStateChanged(app.main);
+    if (app.settings.device && !location.hash) location.hash = `#/device/${app.settings.device}`;
+    applyRoute();
+  } finally {
+    app.signingIn = false;
+    $("signin-submit").disabled = false;
+  }
+}
+
+/** Connect the main link; resolves {link, version} or {text, certUrl} or {retryV4}. */
+function connectMain(signin, version, timeoutMs) {
+  return new Promise((resolve) => {
+    let settled = false;
+    const finish = (value) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(value);
+    };
+    const link = new Link(signin, {
+      tag: "main",
+      username: app.settings.username,
+      mqttVersion: version,
+      onMessage: onMainMessage,
+      onState: (l) => {
+        if (!settled) {
+          if (l.state === "connected") finish({ link: l, version });
+          else if (l.state === "refused") {
+            l.end();
+            const unsupported = l.refusal.code === 1 || l.refusal.code === 132;
+            finish(unsupported && version === 5 ? { retryV4: true } : { text: l.refusal.text });
+          } else if (l.state === "offline" && !l.everConnected) {
+            l.end();
+            finish(describeUnreachable(signin.broker_url));
+          }
+          return;
+        }
+        if (app.main === l) mainStateChanged(l);
+      },
+    });
+    const timer = setTimeout(() => {
+      link.end();
+      // The WebSocket is open but MQTT 5 gets no answer: try MQTT 3.1.1 once.
+      finish(version === 5 ? { retryV4: true } : describeUnreachable(signin.broker_url));
+    }, timeoutMs);
+  });
+}
+
+function scrubUrl() {
+  // A password in the address bar would end up in the history: drop it once used.
+  const q = new URLSearchParams(location.search);
+  if (!q.has("password")) return;
+  q.delete("password");
+  const query = q.toString();
+  history.replaceState(null, "", `${location.pathname}${query ? `?${query}` : ""}${location.hash}`);
+}
+
+async function subscribeMain() {
+  const p = app.prefix;
+  const filters = [`${p}/+/status`, `${p}/+/events`, `${p}/+/calls`, `${p}/+/out/${app.signin.viewer}`];
+  try {
+    const granted = await app.main.subscribe(filters);
+    const refused = granted.filter((g) => g && g.qos >= 128).map((g) => g.topic);
+    if (refused.length) toast(`The broker refused to let this viewer read ${refused.join(", ")} (not authorised).`, "error", 15000);
+  } catch (err) {
+    toast(`Could not subscribe: ${err.message}`, "error", 15000);
+  }
+  app.signedInAt = performance.now();
+  clearTimeout(app.noDeviceTimer);
+  app.noDeviceTimer = setTimeout(renderAll, NO_DEVICE_HINT_MS + 50);
+}
+
+function mainStateChanged(link) {
+  const status = $("broker-status");
+  if (link.state === "connected") {
+    status.textContent = "";
+    status.dataset.kind = "ok";
+  } else if (link.state === "refused") {
+    // The broker refused a reconnect (password changed, viewer removed): back to the form.
+    signOut(`The broker signed you out: ${link.refusal.text}`, { keepStored: true });
+    return;
+  } else if (link.state !== "ended") {
+    status.textContent = "Connection to the broker lost; reconnecting… (live video keeps playing)";
+    status.dataset.kind = "warn";
+  }
+  for (const s of app.sessions.values()) s.evaluate();
+}
+
+function signOut(message = "Signed out.", { keepStored = false } = {}) {
+  leaveAll();
+  for (const s of app.sessions.values()) s.dispose();
+  app.observer?.disconnect();
+  app.sessions.clear();
+  app.links.clear();
+  app.main = null;
+  for (const r of app.ringing.values()) clearTimeout(r.timer);
+  app.ringing.clear();
+  app.answered.clear();
+  closeRingDialog();
+  app.ringer.stop();
+  for (const snap of app.snapshots.values()) if (snap.url) URL.revokeObjectURL(snap.url);
+  app.snapshots.clear();
+  app.devices.clear();
+  app.iceCache.clear();
+  $("device-grid").replaceChildren();
+  if (!keepStored) {
+    clearStoredSignin();
+    $("f-password").value = "";
+  }
+  $("broker-status").textContent = "";
+  history.replaceState(null, "", location.pathname + location.search);
+  app.route = { view: "devices", device: null };
+  showView("signin");
+  showSigninMessage(message, { kind: keepStored ? "error" : "info" });
+}
+
+/** Bye for every session and a clean DISCONNECT for every link, synchronously (page closing). */
+function leaveAll() {
+  for (const [device, entry] of app.links) {
+    const s = app.sessions.get(device);
+    const bye = s ? s.byeMessage() : null;
+    if (s) {
+      s.run += 1; // ignore whatever the closing peer connection still reports
+      if (s.pc) s.pc.close();
+      s.pc = null;
+      s.id = null;
+    }
+    entry.link.endNow(bye ? [[inTopic(device), bye]] : []);
+  }
+  if (app.main) app.main.endNow();
+}
+
+// --- messages from the broker -------------------------------------------------------------
+
+function parseJson(payload) {
+  try {
+    const msg = JSON.parse(new TextDecoder().decode(payload));
+    return msg && typeof msg === "object" && !Array.isArray(msg) ? msg : null;
+  } catch {
+    return null;
+  }
+}
+
+function onMainMessage(topic, payload) {
+  const p = `${app.prefix}/`;
+  if (!topic.startsWith(p)) return;
+  const parts = topic.slice(p.length).split("/");
+  const device = parts[0];
+  if (!ID_RE.test(device)) return;
+  const kind = parts[1];
+  if (kind === "snapshot" && parts.length === 3) {
+    onSnapshot(device, parts[2], payload);
+    return;
+  }
+  if (kind === "status" && parts.length === 2) {
+    if (payload.length === 0) removeDevice(device); // retained status cleared: device removed
+    else onStatus(device, parseJson(payload));
+    return;
+  }
+  const msg = parseJson(payload);
+  if (!msg || msg.v !== PROTOCOL_VERSION || typeof msg.type !== "string") {
+    console.warn(`peercam: ignored a message on ${topic} that is not protocol v1`);
+    return;
+  }
+  if (kind === "events" && parts.length === 2) onEvent(device, msg);
+  else if (kind === "calls" && parts.length === 2) onCalls(device, msg);
+  else if (kind === "out" && parts.length === 3 && parts[2] === app.signin.viewer) onOut(device, msg);
+}
+
+function ensureDevice(id) {
+  let d = app.devices.get(id);
+  if (!d) {
+    d = { id, status: null, calls: [], card: null, visible: false, still: null, stillAt: 0 };
+    app.devices.set(id, d);
+  }
+  return d;
+}
+
+function onStatus(device, status) {
+  if (!status || status.type !== "status") return;
+  const d = ensureDevice(device);
+  const previous = d.status;
+  d.status = status;
+  if (!d.card) createCard(d);
+  const s = app.sessions.get(device);
+  if (s) s.statusChanged(previous, status);
+  renderAll();
+}
+
+function removeDevice(device) {
+  const d = app.devices.get(device);
+  if (!d) return;
+  const s = app.sessions.get(device);
+  if (s) {
+    s.reasons.clear();
+    s.stop({ bye: false, state: "idle" });
+  }
+  if (d.card) {
+    app.observer?.unobserve(d.card);
+    d.card.remove();
+  }
+  app.devices.delete(device);
+  renderAll();
+}
+
+function onOut(device, msg) {
+  const s = app.sessions.get(device);
+  if (s && s.id !== null && msg.session === s.id) {
+    s.onMessage(msg);
+    return;
+  }
+  if (msg.type === "error" && !msg.session) {
+    // About a reply, an open or a decline of ours (or another tab's of this viewer).
+    const recent = performance.now() - (app.lastAction.get(device) || -Infinity) < ACTION_ERROR_WINDOW_MS;
+    if (!recent) return;
+    const code = typeof msg.code === "string" ? msg.code : "error";
+    const text = typeof msg.message === "string" ? msg.message : "";
+    if (code === "unauthorized") toast(`${deviceName(device)}: this viewer is not allowed to do that${text ? ` (${text})` : ""}.`, "error", 10000);
+    else toast(`${deviceName(device)} refused: ${text || code} (${code}).`, "error", 10000);
+  }
+}
+
+// --- calls ----------------------------------------------------------------------------
+
+function onEvent(device, msg) {
   switch (msg.type) {
-    case "welcome":
-      if (ours && !s.pc) onWelcome(msg);
+    case "call":
+      onRing(device, msg);
       break;
-    case "answer":
-      if (ours && typeof msg.sdp === "string") onAnswer(msg);
+    case "call-ended":
+      onCallEnded(device, msg);
       break;
-    case "candidate":
-      if (ours) onRemoteCandidate(msg);
-      break;
-    case "bye":
-      if (ours) {
-        const reason = typeof msg.reason === "string" ? msg.reason : "hangup";
-        const text = BYE_TEXT[reason] || `The device ended the session (${reason}).`;
-        endSession(reason === "failed" ? "error" : "ended", text, { sendBye: false });
-        // After a shutdown the device comes back with a fresh retained status: rejoin then.
-        autoStart = reason === "shutdown";
-      }
-      break;
-    case "error": {
-      // Errors about an older session are stale; errors without a session concern us.
-      if (msg.session && !ours) break;
-      const text = typeof msg.message === "string" && msg.message ? msg.message : "unknown error";
-      const code = typeof msg.code === "string" ? ` (${msg.code})` : "";
-      endSession("error", `The device refused: ${text}${code}`, { sendBye: false });
-      autoStart = false;
+    case "opened": {
+      const by = typeof msg.by === "string" && msg.by ? ` by ${msg.by === app.signin.viewer ? "you" : msg.by}` : "";
+      toast(`${deviceName(device)}: the door was opened${by}.`, "ok");
       break;
     }
     default:
-      break; // unknown types from a newer device are ignored
+      break;
   }
 }
 
-function onMqttMessage(topic, payload) {
-  let msg;
-  try {
-    msg = JSON.parse(new TextDecoder().decode(payload));
-  } catch {
-    console.warn(`peercam: ignored a non-JSON message on ${topic}`);
+function onRing(device, msg) {
+  if (typeof msg.call !== "string" || !CALL_RE.test(msg.call)) return;
+  const expiresIn = Number.isFinite(msg.expires_in) && msg.expires_in > 0 ? msg.expires_in : 30;
+  const at = Number.isFinite(msg.at) ? msg.at : Date.now() / 1000;
+  // A doorbell event that arrives after the call expired is useless: ignore it.
+  const left = at + expiresIn - Date.now() / 1000;
+  if (left <= 0) {
+    console.warn(`peercam: ignored call ${msg.call} of ${device}: it expired ${Math.round(-left)} s ago`);
     return;
   }
-  if (topic === topics.status) {
-    if (msg && msg.type === "status") onStatus(msg);
-  } else if (topic === topics.outbox) {
-    onDeviceMessage(msg);
-  }
+  if (app.ringing.has(msg.call) || app.ended.has(msg.call)) return;
+  const ring = { device, call: msg.call, at, expiresAt: at + expiresIn, timer: null };
+  ring.timer = setTimeout(() => endRing(msg.call), Math.min(left, expiresIn) * 1000);
+  app.ringing.set(msg.call, ring);
+  ensureDevice(device);
+  requestSnapshot(device, msg.call);
+  sessionFor(device).want("ring", true);
+  app.ringer.start();
+  showRingDialog(msg.call);
+  renderAll();
 }
 
-function connectBroker(config) {
-  const base = `${config.topic_prefix}/${config.device}`;
-  topics = { status: `${base}/status`, inbox: `${base}/in/${config.viewer}`, outbox: `${base}/out/${config.viewer}` };
-  client = window.mqtt.connect(config.broker_url, {
-    protocolVersion: 4, // MQTT 3.1.1: what every broker (and the demo's) speaks
-    clientId: `${config.viewer}-${randomHex(4)}`, // one viewer may have several tabs
-    username: config.username || undefined,
-    password: config.password || undefined,
-    clean: true,
-    keepalive: 30,
-    reconnectPeriod: 2000,
-    connectTimeout: 10000,
-    will: { topic: topics.inbox, payload: JSON.stringify({ v: PROTOCOL_VERSION, type: "bye", session: "*" }), qos: 1, retain: false },
-  });
-  let brokerErrorShown = false;
-  client.on("connect", () => {
-    peercam.broker = "connected";
-    if (brokerErrorShown) showMessage("");
-    brokerErrorShown = false;
-    renderDevice();
-    client.subscribe([topics.status, topics.outbox], { qos: 1 }, (err) => {
-      if (err) {
-        endSession("error", `The broker refused the subscription: ${err.message}`);
-        return;
-      }
-      // The retained status arrives right after; it starts the session.
-      if (!peercam.device && !current && peercam.state === "connecting") {
-        setState("connecting", `Waiting for device "${config.device}"…`);
-      }
-    });
-  });
-  client.on("reconnect", () => {
-    peercam.broker = "connecting";
-    renderDevice();
-  });
-  client.on("offline", () => {
-    peercam.broker = "offline";
-    renderDevice();
-    if (!current && peercam.state === "connecting") setState("connecting", "Broker unreachable, retrying…");
-  });
-  client.on("error", (err) => {
-    // Authentication and similar errors: mqtt.js keeps retrying, the user should know why.
-    showMessage(`Broker ${config.broker_url}: ${err.message}`);
-    brokerErrorShown = true;
-  });
-  client.on("message", onMqttMessage);
-}
-
-// --- user actions and page lifecycle --------------------------------------------------
-
-function restart() {
-  autoStart = true;
-  showMessage("");
-  if (peercam.device?.state === "online" && peercam.broker === "connected") {
-    startSession();
-  } else {
-    endSession(null, null, { sendBye: true, reason: "hangup" });
-    setState("connecting", "Waiting for the device…");
-  }
-}
-
-ui.reconnect.addEventListener("click", restart);
-
-ui.sound.addEventListener("click", () => {
-  ui.video.muted = !ui.video.muted;
-  ui.sound.setAttribute("aria-pressed", String(!ui.video.muted));
-  ui.sound.textContent = ui.video.muted ? "Sound on" : "Sound off";
-  if (!ui.video.muted) ui.video.play().catch(() => {});
-});
-
-ui.video.addEventListener("playing", () => {
-  if (current && peercam.state === "connecting") setState("live");
-});
-
-// Leaving the page: say bye and disconnect cleanly, synchronously. mqtt.js corks its
-// stream and writes on a setTimeout(0) "nextTick", which never runs during unload, so
-// the bytes are flushed by hand (Writable.uncork). The bye's QoS 1 bookkeeping is
-// dropped (public removeOutgoingMessage) because end() would otherwise wait for its
-// PUBACK; without a DISCONNECT the broker fires our last will (bye "*"), which would
-// also end this viewer's sessions in other tabs.
-function leave() {
-  const s = current;
-  endSession(null, null);
-  if (!client) return;
-  try {
-    if (s && client.connected) {
-      const payload = JSON.stringify({ v: PROTOCOL_VERSION, type: "bye", session: s.id, reason: "hangup" });
-      client.publish(topics.inbox, payload, { qos: 1 }, () => {});
-      const mid = client.getLastMessageId();
-      if (mid) client.removeOutgoingMessage(mid);
+function onCallEnded(device, msg) {
+  if (typeof msg.call !== "string") return;
+  app.ended.add(msg.call); // a late "call" after its end must not ring
+  const reason = typeof msg.reason === "string" ? msg.reason : "ended";
+  const by = typeof msg.by === "string" && msg.by ? msg.by : null;
+  const wasRinging = app.ringing.has(msg.call);
+  endRing(msg.call);
+  const s = app.sessions.get(device);
+  const mine = Boolean(s) && (s.call === msg.call || app.answered.has(msg.call));
+  const name = deviceName(device);
+  if (reason === "answered") {
+    if (mine && by && by !== app.signin.viewer) {
+      toast(`${name}: ${by} answered first.`, "warn");
+      s.hangUp(); // keep watching, without the microphone
+    } else if (!mine && wasRinging) {
+      toast(`${name}: answered by ${by === app.signin.viewer ? "you in another window" : by || "someone else"}.`);
     }
-    client.end(false);
-    const stream = client.stream;
-    for (let i = 0; i < 8 && stream && typeof stream.uncork === "function"; i++) stream.uncork();
-  } catch (err) {
-    console.warn("peercam: could not say bye (the broker sends our last will instead)", err);
+  } else if (reason === "missed") {
+    toast(`${name}: missed call.`, "warn", 10000);
+  } else if (reason === "declined") {
+    if (wasRinging || mine) toast(`${name}: call declined${by ? ` by ${by === app.signin.viewer ? "you" : by}` : ""}.`);
+  } else if (wasRinging || mine) {
+    toast(`${name}: call ${CALL_ENDED_TEXT[reason] || "ended"}.`);
+  }
+  if (mine && reason !== "answered") s.hangUp();
+  if (reason !== "answered") app.answered.delete(msg.call);
+}
+
+function endRing(call) {
+  const ring = app.ringing.get(call);
+  if (!ring) return;
+  clearTimeout(ring.timer);
+  app.ringing.delete(call);
+  app.ended.add(call);
+  if (app.ended.size > 100) app.ended.delete(app.ended.values().next().value);
+  const stillRinging = [...app.ringing.values()].some((r) => r.device === ring.device);
+  if (!stillRinging) app.sessions.get(ring.device)?.want("ring", false);
+  if (app.dialogCall === call) {
+    const next = [...app.ringing.keys()].pop();
+    if (next) showRingDialog(next);
+    else closeRingDialog();
+  }
+  if (app.ringing.size === 0) app.ringer.stop();
+  renderAll();
+}
+
+function showRingDialog(call) {
+  const ring = app.ringing.get(call);
+  if (!ring) return;
+  const dialog = $("ring-dialog");
+  const previous = app.dialogCall ? app.ringing.get(app.dialogCall) : null;
+  if (previous && previous.device !== ring.device) app.sessions.get(previous.device)?.detach($("ring-video"));
+  app.dialogCall = call;
+  const s = sessionFor(ring.device);
+  s.attach($("ring-video"));
+  $("ring-title").textContent = `${deviceName(ring.device)} is ringing`;
+  $("ring-text").textContent = `Pressed at ${formatTime(ring.at)}.`;
+  $("ring-sound").hidden = app.ringer.audible;
+  renderRingMedia();
+  if (!dialog.open) dialog.showModal();
+  $("ring-answer").focus();
+}
+
+function closeRingDialog() {
+  const dialog = $("ring-dialog");
+  const ring = app.dialogCall ? app.ringing.get(app.dialogCall) : null;
+  const device = ring?.device;
+  app.dialogCall = null;
+  if (device) app.sessions.get(device)?.detach($("ring-video"));
+  else for (const s of app.sessions.values()) s.detach($("ring-video"));
+  if (dialog.open) dialog.close();
+}
+
+function renderRingMedia() {
+  const ring = app.dialogCall ? app.ringing.get(app.dialogCall) : null;
+  if (!ring) return;
+  const s = app.sessions.get(ring.device);
+  const live = s && s.state === "live";
+  const snap = app.snapshots.get(`${ring.device}/${ring.call}`);
+  $("ring-video").hidden = !live && Boolean(snap?.url);
+  $("ring-snapshot").hidden = live || !snap?.url;
+  if (snap?.url && $("ring-snapshot").src !== snap.url) $("ring-snapshot").src = snap.url;
+}
+
+async function answerCall(call) {
+  const ring = app.ringing.get(call);
+  if (!ring) return;
+  const device = ring.device;
+  // Sound plays only after a gesture (iOS): unmute the large view inside the click.
+  const video = $("dv-video");
+  video.muted = false;
+  video.play().catch(() => {});
+  app.ringer.stop();
+  endRing(call);
+  const session = sessionFor(device);
+  app.answered.add(call); // so that call-ended "answered" is recognised as ours
+  micWanted = true;
+  go(`#/device/${device}`);
+  const { track, problem } = await openMicrophone();
+  if (problem) toast(`Answering without talkback: ${problem}.`, "warn", 10000);
+  session.answer(call, track);
+  renderAll();
+}
+
+function declineCall(call) {
+  const ring = app.ringing.get(call);
+  if (!ring) return;
+  sendAction(ring.device, { type: "decline", call });
+  endRing(call);
+}
+
+/** decline / reply / open: through the device link when open, else the main link. */
+function sendAction(device, message) {
+  app.lastAction.set(device, performance.now());
+  const link = app.links.get(device)?.link;
+  const via = link && link.connected ? link : app.main;
+  if (!via) return;
+  via.publish(inTopic(device), { v: PROTOCOL_VERSION, ...message }).catch((err) => {
+    const why = err && (err.code === 135 || err.code === 5) ? "not authorised by the broker" : err?.message || String(err);
+    toast(`${deviceName(device)}: could not send ${message.type}: ${why}.`, "error", 10000);
+  });
+}
+
+function onCalls(device, msg) {
+  if (msg.type !== "calls" || !Array.isArray(msg.calls)) return;
+  const d = ensureDevice(device);
+  d.calls = msg.calls
+    .filter((c) => c && typeof c === "object" && typeof c.call === "string" && CALL_RE.test(c.call))
+    .slice(0, MAX_CALLS_SHOWN);
+  for (const c of d.calls) if (c.snapshot === true) requestSnapshot(device, c.call);
+  pruneSnapshots();
+  renderAll();
+}
+
+function requestSnapshot(device, call) {
+  const key = `${device}/${call}`;
+  if (app.snapshots.has(key) || !app.main) return;
+  app.snapshots.set(key, { url: null, state: "pending" });
+  app.main.subscribe(`${app.prefix}/${device}/snapshot/${call}`).catch(() => {});
+}
+
+function onSnapshot(device, call, payload) {
+  const key = `${device}/${call}`;
+  const snap = app.snapshots.get(key) || { url: null, state: "pending" };
+  if (snap.url) URL.revokeObjectURL(snap.url);
+  if (payload.length > 0) {
+    snap.url = URL.createObjectURL(new Blob([payload], { type: "image/jpeg" }));
+    snap.state = "done";
+    app.main.unsubscribe(`${app.prefix}/${device}/snapshot/${call}`);
+  } else {
+    snap.url = null;
+    snap.state = "none";
+  }
+  app.snapshots.set(key, snap);
+  renderAll();
+}
+
+function pruneSnapshots() {
+  const keep = new Set();
+  for (const d of app.devices.values()) for (const c of d.calls) keep.add(`${d.id}/${c.call}`);
+  for (const r of app.ringing.values()) keep.add(`${r.device}/${r.call}`);
+  for (const [key, snap] of app.snapshots) {
+    if (keep.has(key)) continue;
+    if (snap.url) URL.revokeObjectURL(snap.url);
+    if (snap.state === "pending" && app.main) app.main.unsubscribe(`${app.prefix}/${key.replace("/", "/snapshot/")}`);
+    app.snapshots.delete(key);
   }
 }
 
-window.addEventListener("pagehide", leave);
+// --- rendering ------------------------------------------------------------------------
 
-window.addEventListener("pageshow", (ev) => {
-  // Back from the back/forward cache: the old session and connection are gone.
-  if (ev.persisted && client) {
-    client.reconnect();
-    autoStart = true;
-    setState("connecting", "Reconnecting…");
+function sortedDevices() {
+  return [...app.devices.values()]
+    .filter((d) => d.status)
+    .sort((a, b) => deviceName(a.id).localeCompare(deviceName(b.id)) || a.id.localeCompare(b.id))
+    .map((d) => d.id);
+}
+
+function createCard(d) {
+  const card = $("card-template").content.firstElementChild.cloneNode(true);
+  card.dataset.device = d.id;
+  card.querySelector(".card-link").href = `#/device/${d.id}`;
+  d.card = card;
+  sessionFor(d.id).attach(card.querySelector("video"));
+  app.observer?.observe(card);
+  return card;
+}
+
+function statusWords(status) {
+  if (!status) return { badge: "unknown", text: "waiting" };
+  return status.state === "online" ? { badge: "online", text: "online" } : { badge: "offline", text: "offline" };
+}
+
+function viewersText(status) {
+  if (!status || status.state !== "online") return "";
+  if (Number.isInteger(status.viewers) && Number.isInteger(status.max_viewers)) {
+    return `${status.viewers}/${status.max_viewers} watching`;
   }
+  return "";
+}
+
+function overlayText(session, status) {
+  if (!status) return "Waiting for the device…";
+  if (status.state !== "online") return "Offline";
+  if (!session || session.state === "idle") return app.liveTiles ? "" : "Live tiles are off";
+  if (session.state === "live") return "";
+  return session.message || "Connecting…";
+}
+
+function renderDevices() {
+  const grid = $("device-grid");
+  const ids = sortedDevices();
+  const cards = ids.map((id) => app.devices.get(id).card);
+  // Keep DOM order = sorted order without recreating nodes (videos keep playing).
+  cards.forEach((card, i) => {
+    if (grid.children[i] !== card) grid.insertBefore(card, grid.children[i] || null);
+  });
+  for (const child of [...grid.children]) if (!cards.includes(child)) child.remove();
+  for (const id of ids) renderCard(app.devices.get(id));
+  const empty = $("devices-empty");
+  if (ids.length === 0 && app.main) {
+    empty.hidden = false;
+    const waited = performance.now() - app.signedInAt >= NO_DEVICE_HINT_MS;
+    empty.textContent = waited
+      ? `No device is visible to viewer "${app.signin.viewer}" under "${app.prefix}/". Either no device has been online yet, or this viewer was granted none (the broker's access list decides which devices you see).`
+      : "Looking for devices…";
+  } else {
+    empty.hidden = true;
+  }
+  renderMissedCalls();
+}
+
+function renderCard(d) {
+  const card = d.card;
+  const status = d.status;
+  const s = app.sessions.get(d.id);
+  const words = statusWords(status);
+  const ringing = [...app.ringing.values()].some((r) => r.device === d.id);
+  card.dataset.online = String(status?.state === "online");
+  card.dataset.state = s ? s.state : "idle";
+  card.dataset.ringing = String(ringing);
+  card.querySelector(".card-name").textContent = deviceName(d.id);
+  const badge = card.querySelector(".badge");
+  badge.className = `badge badge-${words.badge}`;
+  badge.textContent = words.text;
+  const meta = [viewersText(status)];
+  const missed = d.calls.filter((c) => c.reason === "missed").length;
+  if (missed) meta.push(`${missed} missed call${missed > 1 ? "s" : ""}`);
+  if (status?.state === "online" && typeof status.call === "string" && !ringing) meta.push("call in progress");
+  if (Array.isArray(status?.faults) && status.faults.length) meta.push(status.faults.join("; "));
+  card.querySelector(".card-meta").textContent = meta.filter(Boolean).join(" · ");
+  card.querySelector(".ring-flag").hidden = !ringing;
+  const live = s && s.state === "live";
+  const still = card.querySelector(".thumb-still");
+  const showStill = !live && Boolean(d.still);
+  still.hidden = !showStill;
+  if (showStill && still.getAttribute("src") !== d.still) still.src = d.still;
+  card.querySelector(".thumb-overlay").textContent = overlayText(s, status);
+  card.querySelector(".card-link").setAttribute(
+    "aria-label",
+    `${deviceName(d.id)}: ${words.text}${viewersText(status) ? `, ${viewersText(status)}` : ""}${ringing ? ", ringing" : ""}. Open the large view.`,
+  );
+}
+
+function callItem(device, c, { withDevice }) {
+  const snap = app.snapshots.get(`${device}/${c.call}`);
+  const reason = typeof c.reason === "string" ? c.reason : "";
+  const pic = snap?.url
+    ? el("img", { class: "call-pic", src: snap.url, alt: `Picture of the call at ${formatTime(c.at)}` })
+    : el("span", { class: "call-pic call-pic-none", text: c.snapshot ? "…" : "no picture" });
+  let label = CALL_ENDED_TEXT[reason] || reason || (c.reason === null ? "ringing" : "call");
+  if (c.by && reason !== "missed") label += ` by ${c.by}`;
+  const info = el(
+    "span",
+    { class: "call-info" },
+    withDevice ? el("a", { href: `#/device/${device}`, class: "call-device", text: deviceName(device) }) : null,
+    el("time", { datetime: Number.isFinite(c.at) ? new Date(c.at * 1000).toISOString() : "", text: formatTime(c.at) }),
+    el("span", { class: `call-reason reason-${reason}`, text: label }),
+  );
+  return el("li", { class: "call-item", "data-call": c.call, "data-reason": reason }, pic, info);
+}
+
+function renderMissedCalls() {
+  const missed = [];
+  for (const d of app.devices.values()) for (const c of d.calls) if (c.reason === "missed") missed.push([d.id, c]);
+  missed.sort((a, b) => (b[1].at || 0) - (a[1].at || 0));
+  const shown = missed.slice(0, MAX_MISSED_SHOWN);
+  const key = JSON.stringify(shown.map(([id, c]) => [id, c, deviceName(id), app.snapshots.get(`${id}/${c.call}`)?.url]));
+  setChildren($("recent-calls-list"), key, () => shown.map(([id, c]) => callItem(id, c, { withDevice: true })));
+  $("recent-calls").hidden = missed.length === 0;
+}
+
+function renderDeviceView() {
+  const id = app.route.device;
+  if (!id) return;
+  const d = app.devices.get(id);
+  const status = d?.status || null;
+  const s = app.sessions.get(id);
+  const words = statusWords(status);
+  $("device-heading").textContent = deviceName(id);
+  const badge = $("dv-badge");
+  badge.className = `badge badge-${words.badge}`;
+  badge.textContent = words.text;
+  $("dv-viewers").textContent = viewersText(status);
+  const stage = $("dv-stage");
+  stage.dataset.state = s ? s.state : "idle";
+  $("dv-overlay").textContent = s && s.state === "live" ? "" : overlayText(s, status) || "Connecting…";
+  const stats = $("dv-stats");
+  stats.hidden = $("dv-stats-toggle").getAttribute("aria-pressed") !== "true" || !s || !s.running;
+  if (s && s.running) stats.textContent = statsLines(s.stats).join("\n");
+  const hasAudio = Boolean(status?.audio) || Boolean(s?.call);
+  $("dv-sound").hidden = !hasAudio;
+  const inCall = Boolean(s && s.call !== null);
+  $("dv-call-banner").hidden = !inCall;
+  if (inCall) $("dv-call-banner").textContent = s.mic ? (s.mic.enabled ? "In call · microphone on" : "In call · microphone off") : "In call · no microphone";
+  $("dv-call-controls").hidden = !inCall;
+  $("dv-mic").hidden = !s?.mic;
+  $("dv-ptt").hidden = !s?.mic;
+  $("dv-ptt-help").hidden = !s?.mic;
+  if (s?.mic) {
+    $("dv-mic").setAttribute("aria-pressed", String(micWanted));
+    $("dv-mic").textContent = micWanted ? "Microphone on" : "Microphone off";
+  }
+  const ring = [...app.ringing.values()].find((r) => r.device === id);
+  $("dv-ring-controls").hidden = !ring || inCall;
+  // Door and quick replies (fields of status the device may add).
+  const replies = Array.isArray(status?.replies) ? status.replies.filter((r) => r && typeof r.id === "string" && typeof r.text === "string") : [];
+  const door = status?.door === true;
+  $("dv-actions").hidden = !(door || replies.length) || status?.state !== "online";
+  $("dv-open").hidden = !door;
+  setChildren($("dv-replies"), JSON.stringify([id, replies]), () =>
+    replies.map((r) => {
+      const b = el("button", { type: "button", class: "secondary", "data-reply": r.id, text: `Reply: “${r.text}”` });
+      b.addEventListener("click", () => {
+        sendAction(id, { type: "reply", reply: r.id });
+        toast(`${deviceName(id)}: playing “${r.text}”.`);
+      });
+      return b;
+    }),
+  );
+  const message = $("dv-message");
+  let text = s && (s.state === "error" || s.state === "ended") && s.message ? s.message : "";
+  if (!status && performance.now() - app.signedInAt >= NO_DEVICE_HINT_MS) {
+    text = `No status from "${id}": it has never been online under "${app.prefix}/", or viewer "${app.signin.viewer}" is not allowed to see it (the broker's access list decides).`;
+  }
+  message.hidden = !text;
+  message.textContent = text;
+  const calls = d?.calls || [];
+  $("dv-calls-empty").hidden = calls.length > 0;
+  const callsKey = JSON.stringify([id, calls, calls.map((c) => app.snapshots.get(`${id}/${c.call}`)?.url)]);
+  setChildren($("dv-calls"), callsKey, () => calls.map((c) => callItem(id, c, { withDevice: false })));
+  $("d-device").textContent = id;
+  $("d-session").textContent = s?.id || "–";
+  $("d-state").textContent = s ? `${s.state}${s.firstFrameMs !== null ? ` (first frame after ${s.firstFrameMs} ms)` : ""}` : "–";
+  $("d-version").textContent = typeof status?.version === "string" ? status.version : "–";
+}
+
+function renderAll() {
+  if (!app.main) return;
+  renderDevices();
+  if (app.route.view === "device") renderDeviceView();
+  renderRingMedia();
+  const ringingNames = [...new Set([...app.ringing.values()].map((r) => deviceName(r.device)))];
+  document.title = ringingNames.length ? `🔔 ${ringingNames.join(", ")} ringing · peercam` : "peercam";
+  $("sound-hint").hidden = !(app.ringing.size && !app.ringer.audible);
+  updateBodyState();
+}
+
+// --- tiles on screen --------------------------------------------------------------------
+
+function updateTileWants() {
+  for (const d of app.devices.values()) {
+    const show = app.liveTiles && app.route.view === "devices" && d.visible;
+    if (d.card) sessionFor(d.id).want("tile", show);
+  }
+}
+
+function setupObserver() {
+  if (!("IntersectionObserver" in window)) return;
+  app.observer = new IntersectionObserver(
+    (entries) => {
+      for (const entry of entries) {
+        const d = app.devices.get(entry.target.dataset.device);
+        if (d) d.visible = entry.isIntersecting;
+      }
+      updateTileWants();
+    },
+    { threshold: 0.1 },
+  );
+}
+
+// --- controls ---------------------------------------------------------------------------
+
+let micWanted = true;
+
+function currentSession() {
+  return app.route.view === "device" && app.route.device ? app.sessions.get(app.route.device) || null : null;
+}
+
+function toggleSound() {
+  const video = $("dv-video");
+  video.muted = !video.muted;
+  if (!video.muted) video.play().catch(() => {});
+  $("dv-sound").setAttribute("aria-pressed", String(!video.muted));
+  $("dv-sound").textContent = video.muted ? "Sound on" : "Sound off";
+}
+
+async function snapshot() {
+  const id = app.route.device;
+  try {
+    const name = await savePng($("dv-video"), `peercam-${id}`);
+    toast(`Saved ${name}.`, "ok");
+  } catch (err) {
+    toast(`No snapshot: ${err.message}.`, "error");
+  }
+}
+
+function toggleStats() {
+  const b = $("dv-stats-toggle");
+  b.setAttribute("aria-pressed", String(b.getAttribute("aria-pressed") !== "true"));
+  renderDeviceView();
+}
+
+function setMic(on) {
+  micWanted = on;
+  currentSession()?.setMicEnabled(on);
+  renderDeviceView();
+}
+
+function pushToTalk(on) {
+  const s = currentSession();
+  if (!s || !s.mic) return;
+  s.setMicEnabled(on || micWanted);
+  $("dv-ptt").setAttribute("aria-pressed", String(on));
+  renderDeviceView();
+}
+
+async function ringDemo() {
+  try {
+    const response = await fetch(app.settings.ringUrl, { method: "POST" });
+    if (!response.ok) toast(`The demo could not ring: HTTP ${response.status}.`, "error");
+  } catch (err) {
+    toast(`The demo could not ring: ${err.message}.`, "error");
+  }
+}
+
+function setupControls() {
+  $("signin-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    signIn(formSignin());
+  });
+  $("f-broker").addEventListener("input", checkBrokerField);
+  $("signout").addEventListener("click", () => signOut());
+  $("demo-ring").addEventListener("click", ringDemo);
+  $("live-tiles").addEventListener("change", (ev) => {
+    app.liveTiles = ev.target.checked;
+    try {
+      localStorage.setItem("peercam.liveTiles", app.liveTiles ? "1" : "0");
+    } catch {
+      // not kept
+    }
+    updateTileWants();
+    renderAll();
+  });
+  $("dv-sound").addEventListener("click", toggleSound);
+  $("dv-fullscreen").addEventListener("click", () => toggleFullscreen($("dv-stage"), $("dv-video")));
+  $("dv-snapshot").addEventListener("click", snapshot);
+  $("dv-stats-toggle").addEventListener("click", toggleStats);
+  $("dv-reconnect").addEventListener("click", () => currentSession()?.reconnect());
+  $("dv-answer").addEventListener("click", () => {
+    const ring = [...app.ringing.values()].find((r) => r.device === app.route.device);
+    if (ring) answerCall(ring.call);
+  });
+  $("dv-decline").addEventListener("click", () => {
+    const ring = [...app.ringing.values()].find((r) => r.device === app.route.device);
+    if (ring) declineCall(ring.call);
+  });
+  $("dv-mic").addEventListener("click", () => setMic(!micWanted));
+  const ptt = $("dv-ptt");
+  ptt.addEventListener("pointerdown", (ev) => {
+    try {
+      ptt.setPointerCapture(ev.pointerId); // keep talking while the finger slides off
+    } catch {
+      // synthetic events have no pointer to capture
+    }
+    pushToTalk(true);
+  });
+  for (const type of ["pointerup", "pointercancel", "blur"]) ptt.addEventListener(type, () => pushToTalk(false));
+  ptt.addEventListener("keydown", (ev) => {
+    if ((ev.key === " " || ev.key === "Enter") && !ev.repeat) {
+      ev.preventDefault();
+      pushToTalk(true);
+    }
+  });
+  ptt.addEventListener("keyup", (ev) => {
+    if (ev.key === " " || ev.key === "Enter") pushToTalk(false);
+  });
+  $("dv-hangup").addEventListener("click", () => {
+    currentSession()?.hangUp();
+    micWanted = true;
+    toast("Call ended.");
+  });
+  $("dv-open").addEventListener("click", () => {
+    const id = app.route.device;
+    if (id) sendAction(id, { type: "open" });
+  });
+  $("ring-answer").addEventListener("click", () => app.dialogCall && answerCall(app.dialogCall));
+  $("ring-decline").addEventListener("click", () => app.dialogCall && declineCall(app.dialogCall));
+  $("ring-dismiss").addEventListener("click", dismissRing);
+  $("ring-dialog").addEventListener("cancel", (ev) => {
+    ev.preventDefault(); // Esc silences, the call keeps ringing on the device's card
+    dismissRing();
+  });
+  $("sound-enable").addEventListener("click", () => {
+    app.ringer.unlock();
+    setTimeout(renderAll, 100);
+  });
+  // Any gesture unlocks sound for later rings (browsers' autoplay rule).
+  for (const type of ["pointerdown", "keydown"]) {
+    document.addEventListener(
+      type,
+      () => {
+        app.ringer.unlock();
+        if (!$("ring-sound").hidden) setTimeout(() => ($("ring-sound").hidden = app.ringer.audible), 100);
+      },
+      { capture: true },
+    );
+  }
+  document.addEventListener("keydown", onKey);
+  document.addEventListener("keyup", (ev) => {
+    if ((ev.key === "t" || ev.key === "T") && app.route.view === "device") pushToTalk(false);
+  });
+}
+
+function dismissRing() {
+  app.ringer.stop();
+  closeRingDialog();
+  renderAll();
+}
+
+function onKey(ev) {
+  if (ev.defaultPrevented || ev.altKey || ev.ctrlKey || ev.metaKey) return;
+  const tag = ev.target?.tagName;
+  if (tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || $("ring-dialog").open) return;
+  if (app.route.view !== "device" || document.body.dataset.view !== "device") return;
+  switch (ev.key) {
+    case "f":
+    case "F":
+      toggleFullscreen($("dv-stage"), $("dv-video"));
+      break;
+    case "m":
+    case "M":
+      if (!$("dv-sound").hidden) toggleSound();
+      break;
+    case "s":
+    case "S":
+      snapshot();
+      break;
+    case "i":
+    case "I":
+      toggleStats();
+      break;
+    case "t":
+    case "T":
+      if (!ev.repeat) pushToTalk(true);
+      break;
+    case "Escape":
+      if (!document.fullscreenElement) go("#/");
+      break;
+    default:
+      return;
+  }
+  ev.preventDefault();
+}
+
+// --- page lifecycle -------------------------------------------------------------------------
+
+window.addEventListener("hashchange", applyRoute);
+window.addEventListener("pagehide", leaveAll);
+window.addEventListener("pageshow", (ev) => {
+  // Back from the back/forward cache: sessions and connections are gone; start over.
+  if (ev.persisted) location.reload();
 });
+document.addEventListener("visibilitychange", () => {
+  for (const s of app.sessions.values()) s.evaluate();
+});
+
+// --- what tests (and curious users) can read ---------------------------------------------------
+
+const EMPTY_STATS = Object.freeze({ framesDecoded: 0, width: 0, height: 0, fps: 0, bitrateKbps: 0, rttMs: null, latencyMs: null, path: null });
+
+window.peercam = {
+  get view() {
+    return document.body.dataset.view;
+  },
+  get state() {
+    return document.body.dataset.state;
+  },
+  /** Stats of the session in the large view, or of the first tile. */
+  get stats() {
+    return primarySession()?.stats || EMPTY_STATS;
+  },
+  get session() {
+    return primarySession()?.id || null;
+  },
+  /** The status of the device in the large view (or named by `device`), else null. */
+  get device() {
+    const id = app.route.view === "device" ? app.route.device : app.settings?.device;
+    return (id && app.devices.get(id)?.status) || null;
+  },
+  get broker() {
+    return app.main ? app.main.state : "signed-out";
+  },
+  get viewer() {
+    return app.signin?.viewer || null;
+  },
+  get mqttVersion() {
+    return app.main ? app.mqttVersion : null;
+  },
+  get config() {
+    return app.settings;
+  },
+  /** {device: {state, session, stats, firstFrameMs, call, talkback, message, mic}} */
+  get sessions() {
+    const out = {};
+    for (const [id, s] of app.sessions) {
+      out[id] = { state: s.state, session: s.id, stats: { ...s.stats }, firstFrameMs: s.firstFrameMs, timeline: { ...s.timeline }, call: s.call, talkback: s.talkback, message: s.message, mic: Boolean(s.mic), reasons: [...s.reasons] };
+    }
+    return out;
+  },
+  get devices() {
+    const out = {};
+    for (const [id, d] of app.devices) out[id] = d.status;
+    return out;
+  },
+  get calls() {
+    const out = {};
+    for (const [id, d] of app.devices) out[id] = d.calls;
+    return out;
+  },
+  get ringing() {
+    return [...app.ringing.values()].map((r) => ({ device: r.device, call: r.call }));
+  },
+  get links() {
+    return [...app.links.entries()].map(([device, e]) => ({ device, state: e.link.state }));
+  },
+  reconnect(device) {
+    (device ? app.sessions.get(device) : primarySession())?.reconnect();
+  },
+};
+
+// --- start ------------------------------------------------------------------------------
 
 async function main() {
   if (!window.mqtt || typeof window.mqtt.connect !== "function") {
-    setState("error", "mqtt.js did not load.");
-    showMessage("vendor/mqtt.min.js did not load; the page cannot reach the broker.");
+    showView("signin");
+    showSigninMessage("vendor/mqtt.min.js did not load; the page cannot reach a broker.");
     return;
   }
-  const { config, problems } = await loadConfig();
-  peercam.config = config;
-  ui.dBroker.textContent = config.broker_url || "–";
-  ui.dDevice.textContent = config.device || "–";
-  ui.dViewer.textContent = config.viewer;
-  if (problems.length) {
-    setState("error", "Not configured.");
-    showMessage(`Cannot start: ${problems.join("; ")}.`);
-    return;
+  try {
+    app.liveTiles = localStorage.getItem("peercam.liveTiles") !== "0";
+  } catch {
+    app.liveTiles = true;
   }
-  setState("connecting", "Connecting to the broker…");
-  connectBroker(config);
+  $("live-tiles").checked = app.liveTiles;
+  setupObserver();
+  setupControls();
+  const fileConfig = await loadPageConfig();
+  app.settings = resolveSettings(fileConfig);
+  fillForm(app.settings.signin);
+  if (app.settings.auto && signinProblems(app.settings.signin).length === 0) {
+    await signIn(app.settings.signin);
+  } else {
+    showView("signin");
+    (app.settings.signin.broker_url ? (app.settings.signin.viewer ? $("f-password") : $("f-viewer")) : $("f-broker")).focus();
+  }
 }
 
 main();

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 
+from .check_hardware import check_gpio, check_speaker
+from .check_ice import check_ice_servers
 from .config import Config, ConfigError
 from .media import EncodedFrame, EncodedSource
 from .mqtt_link import LastWill, MqttLink, describe_mqtt_error
+from .pi_check import camera_report, microphone_report
 from .protocol import Topics
 from .sources.factory import SourceUnavailable, make_audio_source, make_video_source
 from .sources.h264 import has_parameter_sets, profile_level_id
@@ -46,34 +49,55 @@ async def _first_frame(source: EncodedSource, timeout: float = 10.0) -> tuple[bo
     )
 
 
-def _line(ok: bool, what: str) -> None:
-    print(f"  [{'ok' if ok else 'FAIL'}] {what}")
+def _line(ok: bool | str, what: str) -> None:
+    mark = ok if isinstance(ok, str) else ("ok" if ok else "FAIL")
+    print(f"  [{mark}] {what}")
+
+
+def _note(what: str) -> None:
+    print(f"  [warn] {what}")
 
 
 async def run_checks(config: Config) -> int:
     failures = 0
     try:
         password = config.read_mqtt_password()
-        config.read_turn_secret()
+        turn_secret = config.read_turn_secret()
         _line(True, "secrets readable")
     except ConfigError as exc:
         _line(False, str(exc))
         return 1
+    camera_failed = False
+    if config.camera.source == "picamera2":
+        for mark, what in camera_report(config.camera):
+            _line(mark, what)
+            camera_failed |= mark == "FAIL"
+        failures += camera_failed
     try:
         source, info = make_video_source(config.camera, name=config.device.name)
+    except SourceUnavailable as exc:
+        if not camera_failed:  # already said
+            _line(False, str(exc))
+            failures += 1
+    else:
+        if not camera_failed:  # a camera that cannot open would only fail the same way again
+            ok, what = await _first_frame(source)
+            _line(
+                ok, f"camera {config.camera.source} {info.width}x{info.height}@{info.fps}: {what}"
+            )
+            failures += not ok
+    try:
+        make_audio_source(config.audio)
     except SourceUnavailable as exc:
         _line(False, str(exc))
         failures += 1
     else:
-        ok, what = await _first_frame(source)
-        _line(ok, f"camera {config.camera.source} {info.width}x{info.height}@{info.fps}: {what}")
-        failures += not ok
-    try:
-        audio = make_audio_source(config.audio)
-        _line(True, f"microphone: {'none (video only)' if audio is None else audio[1]}")
-    except SourceUnavailable as exc:
-        _line(False, str(exc))
-        failures += 1
+        for mark, what in await microphone_report(config.audio):
+            _line(mark, what)
+            failures += mark == "FAIL"
+    for status, what in [await check_gpio(config), *check_speaker(config)]:
+        _line(status, what)
+        failures += status == "FAIL"
     topics = Topics(config.mqtt.topic_prefix, config.device.id)
     link = MqttLink(
         config.mqtt,
@@ -93,5 +117,6 @@ async def run_checks(config: Config) -> int:
     except Exception as exc:
         _line(False, describe_mqtt_error(exc, config.mqtt))
         failures += 1
+    failures += await check_ice_servers(config, turn_secret, _line, _note)
     print("all checks passed" if not failures else f"{failures} check(s) failed")
     return 0 if not failures else 1

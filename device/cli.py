@@ -1,4 +1,4 @@
-"""``peercam``: the command line (run, check, demo)."""
+"""``peercam``: the command line (run, check, demo, dashboard)."""
 
 from __future__ import annotations
 
@@ -21,12 +21,20 @@ DEFAULT_CONFIG = "/etc/peercam/peercam.toml"
 EPILOG = f"""\
 commands:
   peercam demo                          everything on this laptop: broker, test camera, web page
+  peercam dashboard --port 8080         serve the browser dashboard alone (e.g. on the broker host)
   peercam run --config /etc/peercam/peercam.toml
   peercam check --config /etc/peercam/peercam.toml
+  peercam provision --help              enrol devices and viewers, generate broker files
 
 The config file is TOML; see peercam.example.toml and docs/configuration.md.
 Signaling follows PROTOCOL.md (version {PROTOCOL_VERSION}) over MQTT.
 """
+
+
+FAKE_HARDWARE_HELP = (
+    "use the built-in fake Raspberry Pi camera (a picamera2 stand-in encoding a test picture "
+    "with libx264) instead of real hardware; for CI and laptops"
+)
 
 
 def setup_logging(verbose: int) -> None:
@@ -37,7 +45,7 @@ def setup_logging(verbose: int) -> None:
         fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
     # aiortc/aioice are chatty at INFO; their warnings still show.
-    for name in ("aioice", "aiortc", "peercam.mqtt.paho", "amqtt", "transitions"):
+    for name in ("aioice", "aiortc", "peercam.mqtt.paho", "amqtt", "transitions", "picamera2"):
         logging.getLogger(name).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
 
 
@@ -70,16 +78,29 @@ def _load(path: str) -> Config:
         raise SystemExit(2) from None
 
 
+def _fake_hardware(args: argparse.Namespace) -> None:
+    """``--fake-hardware``: the fake picamera2 (``peercam.fakehw``) instead of a real Pi's."""
+    if getattr(args, "fake_hardware", False):
+        from .fakehw import install
+
+        log.info("fake hardware: picamera2 and libcamera come from %s", install())
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .daemon import Daemon
     from .sources.factory import SourceUnavailable
 
     config = _load(args.config)
+    _fake_hardware(args)
     log.info("peercam %s starting: device %r from %s", __version__, config.device.id, args.config)
 
     async def main(stop: asyncio.Event) -> int:
+        daemon = Daemon(config, fake_hardware=args.fake_hardware)
+        if args.fake_hardware:
+            log.info("fake hardware: mock GPIO pins; SIGUSR1 presses the call button")
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, daemon.press_call_button)
         try:
-            await Daemon(config).run(stop)
+            await daemon.run(stop)
         except (ConfigError, SourceUnavailable) as exc:
             log.error("%s", exc)
             return 2
@@ -94,6 +115,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if not args.verbose:
         logging.getLogger("peercam").setLevel(logging.WARNING)  # the report is the output
+    _fake_hardware(args)
     print(f"config {args.config}: OK (device {config.device.id!r}, broker {config.mqtt.url})")
     return asyncio.run(run_checks(config))
 
@@ -117,6 +139,50 @@ def cmd_demo(args: argparse.Namespace) -> int:
             fps=args.fps,
             stop=stop,
         )
+        return 0
+
+    return _run_until_signal(main)
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """Serve the static dashboard folder alone; ``--broker-url`` prefills its sign-in form."""
+    import errno
+    import json
+    from pathlib import Path
+
+    import peercam.dashboard as dashboard
+
+    from .webserver import StaticServer
+
+    if args.broker_url and not args.broker_url.startswith(("ws://", "wss://")):
+        print(
+            f"peercam dashboard: --broker-url {args.broker_url!r} must be a WebSocket URL "
+            "(ws://host:8083/mqtt or wss://host:8084/mqtt): browsers cannot speak MQTT over TCP",
+            file=sys.stderr,
+        )
+        return 2
+    config = {"broker_url": args.broker_url, "topic_prefix": args.prefix}
+    server = StaticServer(
+        Path(dashboard.__file__).resolve().parent,
+        host=args.host,
+        port=args.port,
+        extra_files={"/config.json": json.dumps(config, indent=2).encode()},
+    )
+
+    async def main(stop: asyncio.Event) -> int:
+        try:
+            await server.start()
+        except OSError as exc:
+            why = "is already in use" if exc.errno == errno.EADDRINUSE else f"fails: {exc.strerror}"
+            print(f"peercam dashboard: port {args.port} on {args.host} {why}", file=sys.stderr)
+            return 2
+        print(f"peercam dashboard: open {server.url} in a browser (Ctrl+C to stop)", flush=True)
+        if args.host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("plain http on %s: browsers allow microphones only on https", args.host)
+        try:
+            await stop.wait()
+        finally:
+            await server.stop()
         return 0
 
     return _run_until_signal(main)
@@ -153,6 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_CONFIG,
         help=f"TOML config file (default {DEFAULT_CONFIG})",
     )
+    run.add_argument(
+        "--fake-hardware",
+        action="store_true",
+        help=FAKE_HARDWARE_HELP + "; GPIO pins are gpiozero mocks and SIGUSR1 presses the "
+        "call button",
+    )
     run.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
     run.set_defaults(func=cmd_run)
 
@@ -170,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"TOML config file (default {DEFAULT_CONFIG})",
     )
     check.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
+    check.add_argument("--fake-hardware", action="store_true", help=FAKE_HARDWARE_HELP)
     check.set_defaults(func=cmd_check)
 
     demo = sub.add_parser(
@@ -186,6 +259,28 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fps", type=int, default=30)
     demo.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
     demo.set_defaults(func=cmd_demo)
+
+    dash = sub.add_parser(
+        "dashboard",
+        help="serve the browser dashboard alone",
+        description="Serve the static dashboard (sign in, devices, live view, calls) over "
+        "HTTP. Any web server can host the same folder; this one can also prefill the "
+        "broker's WebSocket URL. Microphones need https or localhost.",
+    )
+    dash.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    dash.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    dash.add_argument(
+        "--broker-url",
+        default="",
+        help="prefill the sign-in form with this broker, e.g. wss://broker.example:8084/mqtt",
+    )
+    dash.add_argument("--prefix", default="peercam", help="MQTT topic prefix (default peercam)")
+    dash.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
+    dash.set_defaults(func=cmd_dashboard)
+
+    from .provisioning.cli import register as register_provision
+
+    register_provision(sub)
     return parser
 
 

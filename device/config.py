@@ -44,6 +44,9 @@ class MqttConfig(_Section):
     keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
     #: Path to a CA bundle for mqtts/wss brokers with a private CA ("" = system store).
     ca_file: str = ""
+    #: Seconds between republishing the retained status even when nothing changed
+    #: (a broker that lost its retained messages gets it back); 0 = only on changes.
+    status_refresh: Annotated[float, Field(ge=0, le=86400)] = 300.0
 
     @field_validator("url")
     @classmethod
@@ -106,6 +109,39 @@ class CameraConfig(_Section):
     idle_stop: Annotated[float, Field(ge=0, le=3600)] = 5.0
     #: Test pattern only: "noise" adds sensor-like grain so the full bitrate is used.
     pattern: Literal["bars", "noise"] = "bars"
+    #: picamera2 only: which camera (``rpicam-hello --list-cameras`` order), and
+    #: the picture's orientation (the Pi's ISP flips; it cannot turn by 90°).
+    index: Annotated[int, Field(ge=0, le=7)] = 0
+    hflip: bool = False
+    vflip: bool = False
+    rotation: int = 0
+    #: Lowest bitrate the encoder may go down to when a viewer's bandwidth
+    #: estimate (REMB) is low; ``bitrate`` is the highest (picamera2 only).
+    min_bitrate: Annotated[int, Field(ge=50_000, le=25_000_000)] = 300_000
+
+    @field_validator("rotation")
+    @classmethod
+    def _check_rotation(cls, rotation: int) -> int:
+        if rotation not in (0, 180):
+            raise ValueError(
+                "allowed: 0 or 180 (the Pi's ISP can flip but not transpose: mount the "
+                "camera the other way, or use hflip/vflip)"
+            )
+        return rotation
+
+    @model_validator(mode="after")
+    def _check_min_bitrate(self) -> CameraConfig:
+        if "min_bitrate" in self.model_fields_set and self.min_bitrate > self.bitrate:
+            raise ValueError(
+                f"min_bitrate ({self.min_bitrate}) is above bitrate ({self.bitrate}); "
+                "bitrate is the highest the encoder uses"
+            )
+        return self
+
+    @property
+    def lowest_bitrate(self) -> int:
+        """The floor for REMB-driven bitrate (never above ``bitrate``)."""
+        return min(self.min_bitrate, self.bitrate)
 
 
 class AudioConfig(_Section):
@@ -135,6 +171,9 @@ class WebRtcConfig(_Section):
     host_networks: list[str] = []
     #: Seconds a session may take from answer to connected before it is failed.
     connect_timeout: Annotated[float, Field(gt=0, le=300)] = 30.0
+    #: Sessions negotiating (offer received, not yet connected) at once, all viewers
+    #: together; a further offer gets ``busy`` until one connects, fails or times out.
+    max_handshakes: Annotated[int, Field(ge=1, le=64)] = 8
 
     @field_validator("ice_servers")
     @classmethod
@@ -146,6 +185,16 @@ class WebRtcConfig(_Section):
                     "'turn:host:3478?transport=udp' or 'turns:host:5349'"
                 )
         return urls
+
+    @model_validator(mode="after")
+    def _turn_needs_a_secret(self) -> WebRtcConfig:
+        turn = [u for u in self.ice_servers if u.startswith(("turn:", "turns:"))]
+        if turn and not self.turn_secret_file:
+            raise ValueError(
+                f"TURN URLs ({', '.join(turn)}) need turn_secret_file (coturn's "
+                "static-auth-secret): without credentials no browser can use them"
+            )
+        return self
 
     @field_validator("host_networks")
     @classmethod
@@ -160,12 +209,107 @@ class WebRtcConfig(_Section):
         return nets
 
 
+#: The default wiring (BCM numbers). hardware/README.md and docs refer to these.
+DEFAULT_CALL_BUTTON_PIN = 17
+DEFAULT_LED_PIN = 27
+
+
+class GpioConfig(_Section):
+    #: Turn GPIO off entirely (a Pi used as a camera only). 0 for a pin also disables it.
+    enabled: bool = True
+    #: BCM pin of the momentary call button (pull-up, active low, to ground).
+    call_button: Annotated[int, Field(ge=0, le=27)] = DEFAULT_CALL_BUTTON_PIN
+    #: BCM pin of the status LED (through a resistor to ground); 0 = no LED.
+    led: Annotated[int, Field(ge=0, le=27)] = DEFAULT_LED_PIN
+    #: Drive the LED with PWM (it breathes while ringing instead of blinking).
+    led_pwm: bool = False
+    #: BCM pin of the door-strike relay; 0 = no door strike.
+    door_pin: Annotated[int, Field(ge=0, le=27)] = 0
+    #: Seconds the relay is held when a viewer opens the door.
+    door_pulse: Annotated[float, Field(gt=0, le=30)] = 1.0
+    #: Viewer ids allowed to open the door (only while in a call with the device).
+    door_openers: list[Annotated[str, Field(pattern=ID_PATTERN)]] = []
+    #: Seconds the button must stay down before it is reported stuck.
+    stuck_after: Annotated[float, Field(ge=1, le=3600)] = 10.0
+
+    @model_validator(mode="after")
+    def _distinct_pins(self) -> GpioConfig:
+        used = [(k, getattr(self, k)) for k in ("call_button", "led", "door_pin")]
+        pins = [pin for _, pin in used if pin]
+        if len(pins) != len(set(pins)):
+            taken = ", ".join(f"{k}={pin}" for k, pin in used if pin)
+            raise ValueError(f"two functions share one BCM pin ({taken})")
+        return self
+
+
+class CallConfig(_Section):
+    #: Seconds a call rings before it is missed.
+    ring_timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
+    #: What the button does while a call is answered: nothing, or end the call.
+    press_during_call: Literal["ignore", "hangup"] = "ignore"
+    #: Presses closer together than this (seconds) count as one (bounce, impatient visitors).
+    min_press_interval: Annotated[float, Field(ge=0, le=60)] = 2.0
+    #: Calls kept in the call log (with their snapshots).
+    history: Annotated[int, Field(ge=1, le=100)] = 10
+    #: Folder that keeps the call log across restarts ("" = memory only).
+    state_dir: str = ""
+
+
+class ReplyConfig(_Section):
+    id: Annotated[str, Field(pattern=ID_PATTERN)]
+    text: Annotated[str, Field(min_length=1, max_length=200)]
+    #: WAV file played on the speaker ("" = a chime, until you record one).
+    file: str = ""
+
+
+DEFAULT_REPLIES = [
+    ReplyConfig(id="at-door", text="Please leave it at the door"),
+    ReplyConfig(id="coming", text="Be right there"),
+]
+
+
+class TalkbackConfig(_Section):
+    #: Where viewers' voices play: "none", "alsa:<device>" (e.g. "alsa:plughw:1,0"),
+    #: or "wav:<path>" (records to a file; for tests and for checking a set-up).
+    sink: str = "none"
+    #: Quick replies a viewer can play without talking.
+    replies: list[ReplyConfig] = DEFAULT_REPLIES
+
+    @field_validator("sink")
+    @classmethod
+    def _check_sink(cls, sink: str) -> str:
+        kind, _, target = sink.partition(":")
+        if sink == "none" or (kind in ("alsa", "wav") and target):
+            return sink
+        raise ValueError(
+            "allowed: 'none', 'alsa:<device>' (e.g. 'alsa:plughw:1,0') or 'wav:<path>'"
+        )
+
+    @field_validator("replies")
+    @classmethod
+    def _unique_replies(cls, replies: list[ReplyConfig]) -> list[ReplyConfig]:
+        ids = [r.id for r in replies]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"reply ids must be unique (repeated: {', '.join(dupes)})")
+        return replies
+
+
+class DiagnosticsConfig(_Section):
+    #: Seconds between "resources: rss_kib=... fds=... tasks=..." log lines (0 = never).
+    resources_every: Annotated[float, Field(ge=0, le=86400)] = 3600.0
+
+
 class Config(_Section):
     device: DeviceConfig = DeviceConfig()
     mqtt: MqttConfig = MqttConfig()
     camera: CameraConfig = CameraConfig()
     audio: AudioConfig = AudioConfig()
     webrtc: WebRtcConfig = WebRtcConfig()
+    gpio: GpioConfig = GpioConfig()
+    call: CallConfig = CallConfig()
+    talkback: TalkbackConfig = TalkbackConfig()
+    diagnostics: DiagnosticsConfig = DiagnosticsConfig()
     #: The file this came from (for messages); not a TOML key.
     source_path: Annotated[str, Field(exclude=True)] = ""
 

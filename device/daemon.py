@@ -5,15 +5,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
+from typing import Any
 
 from . import __version__
+from .call_log import CallLog
+from .calls import CallHooks, CallManager, CallState
 from .config import Config
+from .gpio import GpioPanel, mock_pin_factory, open_panel
 from .hub import NO_IDR_ON_JOIN_ENV, MediaHub
 from .ice import IceServers, restrict_host_addresses
+from .ice_health import IceHealth
 from .mqtt_link import LastWill, MqttLink
-from .protocol import ByeReason, Topics, encode
+from .protocol import ByeReason, ErrorCode, ProtocolError, Topics, encode
+from .resources import Counts, ResourceReporter, consumers_of
+from .sdnotify import Notifier, install_test_loop_blocker
 from .signaling import DeviceDescription, Signaling
+from .snapshot import take_snapshot
 from .sources.factory import make_audio_source, make_video_source
+from .talkback import Speaker
 from .tasks import wait_tasks
 
 log = logging.getLogger("peercam.daemon")
@@ -22,21 +32,56 @@ log = logging.getLogger("peercam.daemon")
 class Daemon:
     """One device: ``await Daemon(config).run(stop)`` serves until ``stop`` is set."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self, config: Config, *, fake_hardware: bool = False, pin_factory: Any = None
+    ) -> None:
         self.config = config
+        self.fake_hardware = fake_hardware
+        if pin_factory is None and fake_hardware:
+            pin_factory = mock_pin_factory(pwm=config.gpio.led_pwm)
+        self.pin_factory = pin_factory
+        self.panel: GpioPanel | None = None
+        self.calls: CallManager | None = None
+        self.speaker: Speaker | None = None
+        self._button_stuck = False
         self.topics = Topics(config.mqtt.topic_prefix, config.device.id)
         self.signaling: Signaling | None = None
         self.link: MqttLink | None = None
         self.video: MediaHub | None = None
         self.audio: MediaHub | None = None
+        self.ice_health: IceHealth | None = None
         self.ready = asyncio.Event()
+        self.notifier = Notifier()  # systemd Type=notify; does nothing outside systemd
 
     def _status_extra(self) -> dict[str, object]:
         assert self.video is not None
         faults = [f"camera: {self.video.fault}"] if self.video.fault else []
         if self.audio is not None and self.audio.fault:
             faults.append(f"microphone: {self.audio.fault}")
-        return {"camera": str(self.video.state), "faults": faults}
+        if self._button_stuck:
+            faults.append(
+                f"call button: held down for over {self.config.gpio.stuck_after:.0f} s "
+                "(stuck or shorted?); presses are ignored until it is released"
+            )
+        if self.speaker is not None and self.speaker.fault:
+            faults.append(f"speaker: {self.speaker.fault}")
+        if self.ice_health is not None:
+            faults += self.ice_health.faults()
+        extra: dict[str, object] = {
+            "camera": str(self.video.state),
+            "faults": faults,
+            "button": self.panel is not None,
+            "door": self.panel is not None and self.panel.door is not None,
+            "replies": self.speaker.replies() if self.speaker is not None else [],
+        }
+        source = self.video.source
+        if hasattr(source, "encoder_kind"):  # picamera2: "hardware" or "software" (Pi 5)
+            extra["encoder"] = source.encoder_kind
+        if warnings := list(getattr(source, "warnings", ())):
+            extra["warnings"] = [f"camera: {w}" for w in warnings]
+        if self.audio is not None:
+            extra["microphone"] = str(self.audio.state)
+        return extra
 
     def _build(self) -> None:
         cfg = self.config
@@ -69,7 +114,34 @@ class Daemon:
                 queue_frames=25,
                 idle_stop=cfg.camera.idle_stop,
                 on_state_change=on_change,
+                fault_level=logging.WARNING,  # a missing microphone degrades, video goes on
             )
+        self.speaker = Speaker(cfg.talkback)
+        self.speaker.start()
+        self.calls = CallManager(
+            cfg.call,
+            CallHooks(
+                publish_event=self._publish_event,
+                status_changed=self._on_media_state,
+                indicate=self._indicate,
+                hold_media=self.video.hold,
+                release_media=self.video.release,
+                snapshot=lambda: take_snapshot(self.video),
+                hang_up=self._hang_up,
+            ),
+            CallLog(
+                self.topics, self._publish, keep=cfg.call.history, state_dir=cfg.call.state_dir
+            ),
+        )
+        self.panel, why = open_panel(
+            cfg.gpio,
+            asyncio.get_running_loop(),
+            on_press=self.calls.press,
+            on_stuck=self._on_button_stuck,
+            pin_factory=self.pin_factory,
+        )
+        if why:
+            log.warning("%s", why)
         turn_secret = cfg.read_turn_secret()
         ice = IceServers(
             cfg.webrtc.ice_servers,
@@ -77,11 +149,14 @@ class Daemon:
             ttl=cfg.webrtc.ice_ttl,
             device_id=cfg.device.id,
         )
-        if len(ice.turn_urls) > 1 or len(ice.stun_urls) > 1:
+        if ice.device_urls():
+            # aiortc takes one STUN and one TURN URL and waits 5 s for a dead one:
+            # the device uses the best of each that answers its health checks.
+            self.ice_health = IceHealth(ice, on_change=self._on_media_state)
             log.info(
-                "the device itself uses only the first STUN and the first TURN URL (an aiortc "
-                "limit); viewers get all of %s",
+                "ICE: viewers get %s; the device checks %s and uses the best that answers",
                 cfg.webrtc.ice_servers,
+                ice.device_urls(),
             )
         self.signaling = Signaling(
             topics=self.topics,
@@ -90,7 +165,7 @@ class Daemon:
                 name=cfg.device.name,
                 video=video_info,
                 audio_codec=audio_codec,
-                talkback=False,
+                talkback=self.speaker.available,
                 version=__version__,
             ),
             video=self.video,
@@ -98,6 +173,10 @@ class Daemon:
             ice=ice,
             publish=self._publish,
             status_extra=self._status_extra,
+            calls=self.calls,
+            speaker=self.speaker if self.speaker.available else None,
+            open_door=self._open_door if self.panel and self.panel.door else None,
+            status_refresh=cfg.mqtt.status_refresh,
         )
         offline = encode(self.signaling.status("offline"))
         self.link = MqttLink(
@@ -108,7 +187,14 @@ class Daemon:
             subscriptions=[self.topics.inbox_filter],
             on_message=self.signaling.on_message,
             on_connect=self._on_connect,
-            on_disconnect=self.signaling.link_lost,
+            on_disconnect=self._on_link_lost,
+        )
+
+    def _counts(self) -> Counts:
+        assert self.signaling is not None
+        sessions, handshakes, closing, inboxes = self.signaling.counts()
+        return Counts(
+            sessions, handshakes, closing, inboxes, consumers_of((self.video, self.audio))
         )
 
     def _on_media_state(self) -> None:
@@ -119,11 +205,71 @@ class Daemon:
         assert self.link is not None
         return await self.link.publish(topic, payload, retain=retain)
 
+    # --- calls and GPIO -------------------------------------------------------------
+
+    def press_call_button(self) -> None:
+        """Ring as if the button were pressed (SIGUSR1 with fake hardware; the demo's ring)."""
+        if self.panel is not None and self.panel.simulate_press():
+            return  # through the mock pin, like a finger would
+        if self.calls is not None:
+            self.calls.press()
+
+    async def _publish_event(self, message: dict[str, object]) -> bool:
+        return await self._publish(self.topics.events, encode(message), False)
+
+    def _indicate(self, state: CallState) -> None:
+        if self.panel is not None:
+            self.panel.indicate(state)
+
+    def _on_button_stuck(self, stuck: bool) -> None:
+        self._button_stuck = stuck
+        if stuck:
+            log.warning(
+                "call button held down for over %.0f s: stuck or shorted? (check the wiring)",
+                self.config.gpio.stuck_after,
+            )
+        else:
+            log.info("call button released")
+        self._on_media_state()
+
+    async def _hang_up(self, viewer: str, session: str) -> None:
+        if self.signaling is not None:
+            await self.signaling.hang_up(viewer, session)
+
+    async def _open_door(self, viewer: str) -> None:
+        gpio = self.config.gpio
+        if viewer not in gpio.door_openers:
+            raise ProtocolError(
+                ErrorCode.UNAUTHORIZED,
+                f"viewer {viewer!r} may not open the door (not in [gpio] door_openers)",
+            )
+        if self.calls is None or not self.calls.is_answering(viewer):
+            raise ProtocolError(
+                ErrorCode.UNAUTHORIZED, "the door opens only for the viewer in the current call"
+            )
+        assert self.panel is not None
+        self.panel.pulse_door(gpio.door_pulse)
+        log.info(
+            "door opened by %s (relay on BCM %d for %.1f s)", viewer, gpio.door_pin, gpio.door_pulse
+        )
+        await self._publish_event({"type": "opened", "by": viewer, "at": round(time.time(), 3)})
+
+    def _on_link_lost(self) -> None:
+        assert self.signaling is not None
+        self.signaling.link_lost()
+        self.notifier.status(f"lost the broker {self.config.mqtt.url}: reconnecting")
+
     async def _on_connect(self) -> None:
         assert self.signaling is not None
         await self.signaling.publish_status()
-        if not self.ready.is_set():
+        if self.calls is not None:
+            await self.calls.log.republish_all()
+        online = f"online: device {self.config.device.id!r} on {self.config.mqtt.url}"
+        if self.ready.is_set():
+            self.notifier.status(online)
+        else:
             self.ready.set()
+            self.notifier.ready(online)
             log.info(
                 "device %r online: viewers can watch on %s/+ (max %d)",
                 self.config.device.id,
@@ -135,8 +281,17 @@ class Daemon:
         self._build()
         assert self.link is not None and self.signaling is not None and self.video is not None
         self.signaling.start()
+        if self.ice_health is not None:
+            self.ice_health.start()
+        install_test_loop_blocker(asyncio.get_running_loop())
+        self.notifier.status(f"connecting to {self.config.mqtt.url}")
+        watchdog_task = asyncio.create_task(self.notifier.pet_watchdog(), name="peercam-watchdog")
         link_task = asyncio.create_task(self.link.run(), name="peercam-mqtt")
         stop_task = asyncio.create_task(stop.wait(), name="peercam-stop")
+        helpers = [stop_task]
+        if self.config.diagnostics.resources_every > 0:
+            reporter = ResourceReporter(self.config.diagnostics.resources_every, self._counts)
+            helpers.append(asyncio.create_task(reporter.run(), name="peercam-resources"))
         try:
             done, _ = await asyncio.wait(
                 {link_task, stop_task}, return_when=asyncio.FIRST_COMPLETED
@@ -145,15 +300,25 @@ class Daemon:
                 link_task.result()  # the link never ends by itself: surface why it did
         finally:
             log.info("shutting down")
+            self.notifier.stopping()
+            if self.calls is not None:
+                await self.calls.close()
+            if self.ice_health is not None:
+                await self.ice_health.close()
             await self.signaling.close(ByeReason.SHUTDOWN)
             if self.link.connected.is_set():
                 await self.link.publish(
                     self.topics.status, encode(self.signaling.status("offline")), retain=True
                 )
-            for task in (link_task, stop_task):
+            for task in (link_task, watchdog_task, *helpers):
                 task.cancel()
-            await wait_tasks((link_task, stop_task), 5.0, log)
+            await wait_tasks((link_task, watchdog_task, *helpers), 5.0, log)
+            if self.panel is not None:
+                self.panel.close()
+            if self.speaker is not None:
+                await self.speaker.close()
             await self.video.close()
             if self.audio is not None:
                 await self.audio.close()
+            self.notifier.close()
             log.info("stopped")

@@ -119,17 +119,20 @@ def browser_broker_url(broker: EmbeddedBroker) -> str:
     return broker.ws_url
 
 
-def page_config(broker_ws_url: str) -> dict[str, str]:
-    """What the page reads from /config.json to find the broker and the device."""
+def page_config(broker_ws_url: str) -> dict[str, object]:
+    """What the dashboard reads from /config.json: the broker, and to sign in by itself."""
     return {
         "broker_url": broker_ws_url,
-        "device": DEVICE_ID,
         # Empty: each tab picks its own viewer id, so the last will of a tab
         # that crashes ends only that tab's session (the will says "bye *").
         "viewer": "",
-        "username": "",
         "password": "",
         "topic_prefix": TOPIC_PREFIX,
+        # The embedded broker is anonymous and speaks MQTT 3.1.1 only.
+        "auto_signin": True,
+        "mqtt_version": 4,
+        # The demo's device has a (mock) call button: the page shows "ring".
+        "demo": True,
     }
 
 
@@ -196,7 +199,13 @@ async def run_demo(
         ).encode()
 
         config = demo_config(broker.tcp_url, host=host, width=width, height=height, fps=fps)
-        daemon = Daemon(config)
+        daemon = Daemon(config, fake_hardware=True)
+
+        async def ring() -> dict[str, object]:
+            daemon.press_call_button()
+            return {"ok": True}
+
+        web.actions["/api/ring"] = ring
         daemon_task = asyncio.create_task(daemon.run(daemon_stop), name="peercam-demo-daemon")
 
         await _wait_ready(daemon, daemon_task, stop)

@@ -55,6 +55,8 @@ class Subscription:
         self.waiting_for_keyframe = True
         self.delivered = 0
         self.dropped = 0
+        #: The viewer's latest bandwidth estimate (REMB), bit/s; None = unknown.
+        self.bandwidth: int | None = None
 
     def _offer(self, frame: EncodedFrame) -> None:
         if self.waiting_for_keyframe:
@@ -121,8 +123,12 @@ class MediaHub:
         max_backoff: float = 30.0,
         on_state_change: Callable[[], None] | None = None,
         idr_on_join: bool = True,
+        fault_level: int = logging.ERROR,
+        start_timeout: float = 20.0,
     ) -> None:
         self.source = source
+        #: A start that hangs (a wedged driver) is a failure like any other.
+        self.start_timeout = start_timeout
         self.kind = kind
         self.queue_frames = queue_frames
         self.idle_stop = idle_stop
@@ -130,6 +136,8 @@ class MediaHub:
         self.max_backoff = max_backoff
         self._on_state_change = on_state_change
         self.idr_on_join = idr_on_join
+        #: Log level of a source's start failure (the same failure again logs at DEBUG).
+        self.fault_level = fault_level
         self._subs: set[Subscription] = set()
         self._holds = 0
         self._wake = asyncio.Event()
@@ -161,6 +169,25 @@ class MediaHub:
     def _unsubscribe(self, sub: Subscription) -> None:
         self._subs.discard(sub)
         self._demand_changed()
+        if sub.bandwidth is not None:
+            self._bandwidth_changed()
+
+    def report_bandwidth(self, sub: Subscription, bps: int) -> None:
+        """A consumer's bandwidth estimate (REMB); the source follows the lowest one."""
+        if sub.closed or sub.bandwidth == bps:
+            return
+        sub.bandwidth = bps
+        self._bandwidth_changed()
+
+    def _bandwidth_changed(self) -> None:
+        follow = getattr(self.source, "set_bandwidth_estimate", None)
+        if follow is None:
+            return  # this source encodes at a fixed rate
+        estimates = [s.bandwidth for s in self._subs if s.bandwidth is not None]
+        try:
+            follow(min(estimates) if estimates else None)
+        except Exception:
+            log.exception("%s source failed to take a bandwidth estimate", self.kind)
 
     def hold(self) -> None:
         """Keep the source running without a consumer (e.g. while a call rings)."""
@@ -243,12 +270,20 @@ class MediaHub:
         while self.wanted:
             self._set_state(SourceState.STARTING, self.fault)
             try:
-                await self.source.start(self._on_frame, self._on_fault)
+                async with asyncio.timeout(self.start_timeout):
+                    await self.source.start(self._on_frame, self._on_fault)
             except Exception as exc:  # a source's failure to start is data, not a crash
                 message = str(exc) or type(exc).__name__
+                if isinstance(exc, TimeoutError):
+                    message = f"did not start within {self.start_timeout:g} s (driver hung?)"
+                repeated = message == self.fault
                 self._set_state(SourceState.FAULT, message)
-                log.error(
-                    "%s source cannot start: %s (retrying in %.0f s)", self.kind, message, backoff
+                log.log(
+                    logging.DEBUG if repeated else self.fault_level,
+                    "%s source cannot start: %s (retrying in %.0f s)",
+                    self.kind,
+                    message,
+                    backoff,
                 )
                 with contextlib.suppress(Exception):
                     await self.source.stop()
@@ -287,8 +322,12 @@ class MediaHub:
                 idle_since = None
             silent = now - self._last_frame
             if silent > self.stall_timeout:
-                message = f"no {self.kind} frame for {silent:.0f} s: restarting capture"
-                log.error("%s", message)
+                hint = getattr(self.source, "stall_hint", "")
+                message = (
+                    f"no {self.kind} frame for {silent:.0f} s{f' ({hint})' if hint else ''}: "
+                    "restarting capture"
+                )
+                log.log(self.fault_level, "%s", message)
                 self._set_state(SourceState.FAULT, message)
                 return True
             wait = self.stall_timeout / 4

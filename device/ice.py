@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import aioice.ice
@@ -84,34 +86,65 @@ def split_ice_url(url: str) -> tuple[str, str, int | None, str | None]:
     return scheme, parts.hostname or "", parts.port, transport
 
 
-def device_ice_servers(
-    urls: Sequence[str], turn_username: str | None, turn_credential: str | None
-) -> list[RTCIceServer]:
-    """The servers the device's own peer connections use.
+def aiortc_can_use(url: str) -> bool:
+    """Whether aiortc's ``connection_kwargs`` would use this URL at all.
 
-    aiortc uses only the first STUN and the first TURN URL it is given, so
-    pass exactly those (and say so in the log once) instead of letting the
-    rest be silently ignored.
+    It takes ``stun:`` (not ``stuns:``), ``turn:`` over UDP or TCP and
+    ``turns:`` over TCP (TLS); anything else it skips without a word.
     """
-    stun = next((u for u in urls if u.startswith(("stun:", "stuns:"))), None)
-    turn = next((u for u in urls if u.startswith(("turn:", "turns:"))), None)
-    servers: list[RTCIceServer] = []
-    if stun:
-        servers.append(RTCIceServer(urls=stun))
-    if turn:
-        servers.append(RTCIceServer(urls=turn, username=turn_username, credential=turn_credential))
-    return servers
+    scheme, host, _, transport = split_ice_url(url)
+    if not host:
+        return False
+    if scheme == "stun":
+        return transport is None
+    if scheme == "turn":
+        return (transport or "udp") in ("udp", "tcp")
+    if scheme == "turns":
+        return (transport or "tcp") == "tcp"
+    return False
+
+
+def turn_rank(url: str) -> int:
+    """The device's preference among TURN URLs: UDP, then TCP, then TLS.
+
+    The device sits on a LAN that usually lets UDP out, and UDP to the relay
+    avoids TCP's head-of-line blocking under loss; TCP and TLS are for
+    networks that block UDP (the health checks find out which works).
+    """
+    scheme, _, _, transport = split_ice_url(url)
+    if scheme == "turns":
+        return 2
+    return 0 if (transport or "udp") == "udp" else 1
+
+
+class ServerHealthView(Protocol):
+    """What ``IceServers`` needs from the health checks (``peercam.ice_health.IceHealth``)."""
+
+    def usable(self, url: str) -> bool: ...
+
+    async def wait_ready(self) -> None: ...
+
+    def note_gathering(
+        self, servers: Sequence[RTCIceServer], candidate_types: set[str]
+    ) -> None: ...
 
 
 class IceServers:
-    """STUN/TURN servers for the device and for each viewer, with minted TURN credentials."""
+    """STUN/TURN servers for the device and for each viewer, with minted TURN credentials.
+
+    Viewers (browsers) get every configured URL: they try them all in
+    parallel.  The device's aiortc uses one STUN and one TURN URL and waits
+    up to 5 s for each, so it gets the best *working* one of each kind:
+    ``health`` (set by the daemon) says which answer.
+    """
 
     def __init__(self, urls: Sequence[str], *, turn_secret: str | None, ttl: int, device_id: str):
         self.urls = list(urls)
         self.turn_secret = turn_secret
         self.ttl = ttl
         self.device_id = device_id
-        self._device_cache: tuple[float, list[RTCIceServer]] | None = None
+        self.health: ServerHealthView | None = None
+        self._device_credentials: tuple[float, tuple[str | None, str | None]] | None = None
 
     @property
     def turn_urls(self) -> list[str]:
@@ -121,6 +154,33 @@ class IceServers:
     def stun_urls(self) -> list[str]:
         return [u for u in self.urls if u.startswith(("stun:", "stuns:"))]
 
+    def device_stun_urls(self) -> list[str]:
+        """STUN URLs the device may use, in order; without any, the TURN servers' (UDP).
+
+        coturn answers STUN Binding requests on its TURN port, and browsers use
+        every UDP TURN server as a STUN server too; the device does the same so
+        that configuring only a TURN URL still gives it a server-reflexive
+        candidate (a direct path through friendly NATs).
+        """
+        stun = [u for u in self.stun_urls if aiortc_can_use(u)]
+        if stun or self.stun_urls:
+            return stun
+        derived: list[str] = []
+        for url in self.turn_urls:
+            scheme, host, port, transport = split_ice_url(url)
+            if scheme == "turn" and (transport or "udp") == "udp" and aiortc_can_use(url):
+                candidate = f"stun:{host}:{port or 3478}"
+                if candidate not in derived:
+                    derived.append(candidate)
+        return derived
+
+    def device_turn_urls(self) -> list[str]:
+        """TURN URLs the device may use, best first (UDP, TCP, TLS; then config order)."""
+        return sorted((u for u in self.turn_urls if aiortc_can_use(u)), key=turn_rank)
+
+    def device_urls(self) -> list[str]:
+        return self.device_stun_urls() + self.device_turn_urls()
+
     def _credentials(self, user: str) -> tuple[str | None, str | None]:
         if not self.turn_secret:
             return None, None
@@ -128,6 +188,13 @@ class IceServers:
 
         creds = mint(self.turn_secret, user, self.ttl)
         return creds.username, creds.credential
+
+    def device_credentials(self) -> tuple[str | None, str | None]:
+        """The device's own TURN credentials; re-minted well before they expire."""
+        now = time.time()
+        if self._device_credentials is None or self._device_credentials[0] <= now:
+            self._device_credentials = (now + self.ttl / 2, self._credentials(self.device_id))
+        return self._device_credentials[1]
 
     def for_viewer(self, viewer: str) -> list[dict[str, object]]:
         """RTCIceServer dictionaries for a browser: every configured URL."""
@@ -142,14 +209,30 @@ class IceServers:
             servers.append(entry)
         return servers
 
-    def for_device(self) -> list[RTCIceServer]:
-        """The device's own servers; credentials re-minted well before they expire."""
-        import time
+    def for_device(self, usable: Callable[[str], bool] | None = None) -> list[RTCIceServer]:
+        """The device's own servers: the first usable STUN and the best usable TURN URL.
 
-        now = time.time()
-        if self._device_cache is not None and self._device_cache[0] > now:
-            return self._device_cache[1]
-        username, credential = self._credentials(self.device_id)
-        servers = device_ice_servers(self.urls, username, credential)
-        self._device_cache = (now + self.ttl / 2, servers)
+        ``usable`` defaults to the health checks' verdict (every URL without them).
+        """
+        if usable is None:
+            usable = self.health.usable if self.health is not None else (lambda url: True)
+        stun = next((u for u in self.device_stun_urls() if usable(u)), None)
+        turn = next((u for u in self.device_turn_urls() if usable(u)), None)
+        servers: list[RTCIceServer] = []
+        if stun:
+            servers.append(RTCIceServer(urls=stun))
+        if turn:
+            username, credential = self.device_credentials()
+            servers.append(RTCIceServer(urls=turn, username=username, credential=credential))
         return servers
+
+    async def device_servers(self) -> list[RTCIceServer]:
+        """``for_device()`` once the first health checks are done (bounded wait)."""
+        if self.health is not None:
+            await self.health.wait_ready()
+        return self.for_device()
+
+    def note_gathering(self, servers: Sequence[RTCIceServer], candidate_types: set[str]) -> None:
+        """Tell the health checks which candidate types one real gathering produced."""
+        if self.health is not None:
+            self.health.note_gathering(servers, candidate_types)

@@ -29,6 +29,8 @@ class ErrorCode(StrEnum):
     UNKNOWN_SESSION = "unknown-session"
     RATE_LIMITED = "rate-limited"
     INTERNAL = "internal"
+    #: peercam addition: the viewer may not do that (e.g. open the door).
+    UNAUTHORIZED = "unauthorized"
 
 
 class ByeReason(StrEnum):
@@ -72,6 +74,15 @@ class Topics:
     @property
     def inbox_filter(self) -> str:
         return f"{self.base}/in/+"
+
+    @property
+    def calls(self) -> str:
+        """Retained call log (peercam addition)."""
+        return f"{self.base}/calls"
+
+    def snapshot(self, call: str) -> str:
+        """Retained JPEG taken when ``call`` rang (peercam addition)."""
+        return f"{self.base}/snapshot/{call}"
 
     def inbox(self, viewer: str) -> str:
         return f"{self.base}/in/{viewer}"
@@ -127,11 +138,30 @@ class Decline:
     call: str
 
 
-ViewerMessage = Hello | Offer | Candidate | Bye | Decline
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """peercam addition: play a quick reply on the device's speaker."""
 
-DEVICE_TYPES = frozenset({"welcome", "answer", "error", "status", "call", "call-ended"})
+    reply: str
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    """peercam addition: pulse the door strike (answering viewer, if allowed)."""
+
+
+ViewerMessage = Hello | Offer | Candidate | Bye | Decline | Reply | Open
+
+DEVICE_TYPES = frozenset(
+    {"welcome", "answer", "error", "status", "call", "call-ended", "opened", "calls"}
+)
 MAX_SDP = 60_000
 MAX_CANDIDATE = 1_024
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters: error messages never echo a whole payload."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _session_hint(obj: dict[str, Any]) -> str | None:
@@ -230,6 +260,10 @@ def parse_viewer_message(payload: bytes) -> ViewerMessage:
         raise ProtocolError(ErrorCode.BAD_REQUEST, "payload is not UTF-8") from None
     except json.JSONDecodeError as exc:
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"payload is not JSON: {exc.msg}") from None
+    except ValueError as exc:  # e.g. an integer literal over CPython's 4300-digit limit
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, f"payload is not usable JSON: {_clip(str(exc))}"
+        ) from None
     except RecursionError:
         raise ProtocolError(ErrorCode.BAD_REQUEST, "payload is nested too deeply") from None
     if not isinstance(obj, dict):
@@ -241,7 +275,7 @@ def parse_viewer_message(payload: bytes) -> ViewerMessage:
     if obj["v"] != PROTOCOL_VERSION or isinstance(obj["v"], bool):
         raise ProtocolError(
             ErrorCode.UNSUPPORTED,
-            f"protocol version {obj['v']!r} is not supported; "
+            f"protocol version {_clip(repr(obj['v']))} is not supported; "
             f"this device speaks v{PROTOCOL_VERSION}",
             hint,
         )
@@ -267,11 +301,20 @@ def parse_viewer_message(payload: bytes) -> ViewerMessage:
         return Bye(session=session, reason=reason if isinstance(reason, str) else None)
     if kind == "decline":
         return Decline(call=_call_id(obj, "call", hint))
+    if kind == "reply":
+        reply = _field(obj, "reply", str, session=hint)
+        if not VIEWER_ID_RE.match(reply):
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST, "field 'reply' must be a reply id from status.replies", hint
+            )
+        return Reply(reply=reply)
+    if kind == "open":
+        return Open()
     if kind in DEVICE_TYPES:
         raise ProtocolError(
             ErrorCode.UNSUPPORTED, f"type {kind!r} is sent by devices, not viewers", hint
         )
-    raise ProtocolError(ErrorCode.UNSUPPORTED, f"unknown message type {kind[:40]!r}", hint)
+    raise ProtocolError(ErrorCode.UNSUPPORTED, f"unknown message type {_clip(repr(kind))}", hint)
 
 
 # --- messages to viewers --------------------------------------------------------

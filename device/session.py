@@ -21,17 +21,21 @@ from aiortc import (
     RTCRtpSender,
     RTCSessionDescription,
 )
+from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
-from .hub import MediaHub
+from .hub import MediaHub, Subscription
 from .keyframes import KeyframeRequestLimiter
 from .protocol import ByeReason, ErrorCode, IceCandidate, ProtocolError
+from .talkback import Speaker
 from .tracks import PassthroughTrack
 
 log = logging.getLogger("peercam.session")
 
 H264_PROFILE = "42e01f"  # constrained baseline, level 3.1: decodes everywhere, Safari included
+MAX_REMOTE_CANDIDATES = 200  # per session (offer SDP plus trickle): browsers send a few dozen
 
 
 def describe(exc: BaseException, empty: str = "") -> str:
@@ -68,6 +72,33 @@ def opus_preferences() -> list:
     ]
 
 
+def offer_problem(description: SessionDescription) -> str | None:
+    """What in the offer aiortc would trip over half-way, or None.
+
+    aiortc fails late on these (a transceiver left without a transport, a
+    direction it cannot combine) and may then fail again closing the peer
+    connection, leaking its sockets: refuse them before it sees them.
+    Every m-line needs its own non-empty mid (RFC 8843), a direction
+    attribute (browsers always send one) and a DTLS fingerprint (aiortc
+    would assert on its absence when connecting), and a BUNDLE group may
+    name only those mids.
+    """
+    mids = [media.rtp.muxId for media in description.media]
+    if not all(mids):
+        return "every m-line needs an a=mid"
+    if len(set(mids)) != len(mids):
+        return "two m-lines share one a=mid"
+    for group in description.group:
+        if group.semantic == "BUNDLE" and not {str(i) for i in group.items} <= set(mids):
+            return "the BUNDLE group names an a=mid no m-line has"
+    for media in description.media:
+        if media.kind in ("audio", "video") and media.direction is None:
+            return f"the {media.kind} m-line has no direction (a=recvonly, a=sendrecv, ...)"
+        if media.dtls is None or not media.dtls.fingerprints:
+            return f"the {media.kind} m-line has no DTLS a=fingerprint"
+    return None
+
+
 class Session:
     """A viewer's peer connection, from offer to close."""
 
@@ -81,6 +112,7 @@ class Session:
         ice_servers: list[RTCIceServer],
         connect_timeout: float,
         on_end: Callable[[Session, ByeReason | None], None],
+        speaker: Speaker | None = None,
     ) -> None:
         self.viewer = viewer
         self.id = session_id
@@ -89,6 +121,8 @@ class Session:
         self._audio_hub = audio
         self._connect_timeout = connect_timeout
         self._on_end = on_end
+        self._speaker = speaker  # set only for the session that answered a call
+        self._talkback_task: asyncio.Task[None] | None = None
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers)))
         self._tracks: list[PassthroughTrack] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -98,11 +132,17 @@ class Session:
         self.created = time.monotonic()
         self.connected_at: float | None = None
         self.keyframe_requests = 0
+        self.remote_candidates = 0  # in the offer plus trickled
         self._pc.on("connectionstatechange", self._on_connection_state)
+        self._pc.on("track", self._on_track)
 
     @property
     def closed(self) -> bool:
         return self.state is SessionState.CLOSED
+
+    @property
+    def connected(self) -> bool:
+        return self.state is SessionState.CONNECTED
 
     # --- negotiation -------------------------------------------------------------
 
@@ -113,11 +153,24 @@ class Session:
         H.264, ``bad-request`` for an unreadable one).
         """
         try:
-            kinds = [media.kind for media in SessionDescription.parse(offer_sdp).media]
+            description = SessionDescription.parse(offer_sdp)
+            offered = description.media
+            kinds = [media.kind for media in offered]
         except Exception as exc:
             raise ProtocolError(
                 ErrorCode.BAD_REQUEST, f"unreadable offer SDP: {describe(exc)}", self.id
             ) from None
+        if problem := offer_problem(description):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"unusable offer SDP: {problem}", self.id)
+        candidates = sum(len(media.ice_candidates) for media in offered)
+        if candidates > MAX_REMOTE_CANDIDATES:
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                f"the offer has {candidates} ICE candidates; at most "
+                f"{MAX_REMOTE_CANDIDATES} are accepted",
+                self.id,
+            )
+        self.remote_candidates = candidates
         if "video" not in kinds:
             raise ProtocolError(
                 ErrorCode.UNSUPPORTED, "the offer has no video m-line to receive H.264", self.id
@@ -128,14 +181,26 @@ class Session:
         video = pc.addTransceiver(video_track, direction="sendonly")
         video.setCodecPreferences(h264_preferences())
         audio: RTCRtpTransceiver | None = None
-        if "audio" in kinds and self._audio_hub is not None:
-            audio_track = PassthroughTrack(
-                "audio", self._audio_hub.subscribe(f"audio→{self.label}")
-            )
-            self._tracks.append(audio_track)
-            audio = pc.addTransceiver(audio_track, direction="sendonly")
+        viewer_sends_audio = any(
+            m.kind == "audio" and m.direction in ("sendrecv", "sendonly") for m in offered
+        )
+        talkback = self._speaker is not None and viewer_sends_audio
+        if not talkback:
+            self._speaker = None
+        if "audio" in kinds and (self._audio_hub is not None or talkback):
+            if self._audio_hub is not None:
+                audio_track = PassthroughTrack(
+                    "audio", self._audio_hub.subscribe(f"audio→{self.label}")
+                )
+                self._tracks.append(audio_track)
+                audio = pc.addTransceiver(
+                    audio_track, direction="sendrecv" if talkback else "sendonly"
+                )
+            else:
+                audio = pc.addTransceiver("audio", direction="recvonly")
             audio.setCodecPreferences(opus_preferences())
         self._hook_keyframe_requests(video.sender)
+        self._hook_bandwidth_reports(video.sender, video_track.subscription)
 
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
@@ -164,8 +229,21 @@ class Session:
             if transceiver is not video and transceiver is not audio:
                 transceiver.direction = "inactive"
 
-        answer = await pc.createAnswer()
-        await pc.setLocalDescription(answer)
+        try:
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as exc:
+            # Whatever else in a viewer's SDP trips aiortc: that viewer's problem.
+            log.warning(
+                "%s: aiortc could not answer this offer: %s: %s",
+                self.label,
+                type(exc).__name__,
+                exc,
+            )
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                f"the device cannot answer this offer SDP: {describe(exc)}",
+                self.id,
+            ) from None
         self.state = SessionState.CONNECTING
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._connect_timeout, self._connect_timed_out)
@@ -180,6 +258,13 @@ class Session:
         line = candidate.candidate.strip()
         if not line:  # browsers send "" to mean end-of-candidates for a section
             return
+        if self.remote_candidates >= MAX_REMOTE_CANDIDATES:
+            # aioice keeps (and checks) every candidate: a viewer may not add them forever.
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                f"too many ICE candidates for this session (at most {MAX_REMOTE_CANDIDATES})",
+                self.id,
+            )
         try:
             ice = candidate_from_sdp(line.removeprefix("a=").removeprefix("candidate:"))
         except (AssertionError, ValueError, IndexError) as exc:
@@ -194,8 +279,27 @@ class Session:
             await self._pc.addIceCandidate(ice)
         except Exception as exc:
             raise ProtocolError(
-                ErrorCode.BAD_REQUEST, f"ICE candidate refused: {exc}", self.id
+                ErrorCode.BAD_REQUEST, f"ICE candidate refused: {describe(exc)}", self.id
             ) from None
+        self.remote_candidates += 1
+
+    @property
+    def talkback(self) -> bool:
+        """True when this session's audio plays on the device's speaker."""
+        return self._speaker is not None
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind != "audio" or self._speaker is None or self._talkback_task is not None:
+            return
+        self._talkback_task = asyncio.get_running_loop().create_task(
+            self._speaker.play_track(track, self.label), name=f"peercam-talkback-{self.label}"
+        )
+        self._talkback_task.add_done_callback(self._talkback_done)
+
+    def _talkback_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("%s: talkback stopped: %s: %s", self.label, type(exc).__name__, exc)
 
     # --- keyframes ----------------------------------------------------------------
 
@@ -209,6 +313,27 @@ class Session:
             self._video_hub.request_keyframe(f"PLI/FIR from {self.label}")
 
         sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
+
+    def _hook_bandwidth_reports(self, sender: RTCRtpSender, subscription: Subscription) -> None:
+        """Pass the viewer's REMB estimates to the hub (the encoder follows the lowest).
+
+        aiortc hands REMB only to its own encoder; the hook sees every RTCP
+        packet routed to this sender first, then lets aiortc handle it.
+        """
+        handle = sender._handle_rtcp_packet
+
+        async def handle_with_remb(packet: object) -> None:
+            if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+                try:
+                    bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                except ValueError:
+                    pass  # another PSFB APP message, not REMB
+                else:
+                    if sender._ssrc in ssrcs:
+                        self._video_hub.report_bandwidth(subscription, bitrate)
+            await handle(packet)  # type: ignore[arg-type]
+
+        sender._handle_rtcp_packet = handle_with_remb  # type: ignore[method-assign]
 
     # --- life ---------------------------------------------------------------------
 
@@ -230,7 +355,21 @@ class Session:
             log.warning("%s: ICE/DTLS failed (viewer unreachable or gone)", self.label)
             self._end(ByeReason.FAILED)
         elif state == "closed" and not self.closed:
-            self._end(ByeReason.HANGUP)
+            # aiortc says "closed" both when the viewer closed its peer
+            # connection (DTLS close_notify: a hang-up) and when ICE consent
+            # expired (the viewer's network is gone: a failure).
+            if self._ice_failed():
+                log.warning("%s: ICE consent expired (viewer unreachable or gone)", self.label)
+                self._end(ByeReason.FAILED)
+            else:
+                self._end(ByeReason.HANGUP)
+
+    def _ice_failed(self) -> bool:
+        for transceiver in self._pc.getTransceivers():
+            dtls = transceiver.sender.transport
+            if dtls is not None and dtls.transport.state == "failed":
+                return True
+        return False
 
     def _connect_timed_out(self) -> None:
         if self.state is not SessionState.CONNECTED and not self.closed:
@@ -258,6 +397,17 @@ class Session:
         except Exception:
             return "path unknown"
 
+    def local_candidate_types(self) -> set[str]:
+        """Types of the local ICE candidates gathered for the answer (host, srflx, relay)."""
+        types: set[str] = set()
+        for transceiver in self._pc.getTransceivers():
+            try:
+                gatherer = transceiver.sender.transport.transport.iceGatherer
+            except AttributeError:
+                continue
+            types.update(c.type for c in gatherer.getLocalCandidates())
+        return types
+
     def _start_close(self) -> asyncio.Task[None]:
         if self._close_task is None:
             self.state = SessionState.CLOSED
@@ -265,6 +415,8 @@ class Session:
                 self._timer.cancel()
             for track in self._tracks:
                 track.stop()
+            if self._talkback_task is not None:
+                self._talkback_task.cancel()
             self._close_task = asyncio.get_running_loop().create_task(
                 self._close_peer_connection(), name=f"peercam-close-{self.label}"
             )

@@ -16,6 +16,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from .calls import CallManager
 from .config import WebRtcConfig
 from .hub import MediaHub
 from .ice import IceServers
@@ -29,7 +30,9 @@ from .protocol import (
     ErrorCode,
     Hello,
     Offer,
+    Open,
     ProtocolError,
+    Reply,
     Topics,
     ViewerMessage,
     bye_message,
@@ -38,6 +41,7 @@ from .protocol import (
     parse_viewer_message,
 )
 from .session import Session
+from .talkback import Speaker
 from .tasks import wait_tasks
 
 log = logging.getLogger("peercam.signaling")
@@ -47,7 +51,6 @@ Publish = Callable[[str, bytes, bool], Awaitable[bool]]
 INBOX_SIZE = 64  # messages waiting per viewer before it is rate-limited
 RATE_BURST = 60.0  # token bucket: burst of messages per viewer ...
 RATE_PER_SECOND = 20.0  # ... refilled at this rate
-INBOX_IDLE_EXIT = 60.0  # seconds an idle viewer's inbox task lingers
 CLOSE_TIMEOUT = 5.0  # seconds a shutdown waits for tasks before abandoning them
 MAX_IDLE_INBOXES = 256  # viewer records kept before idle ones are pruned
 WILL_GRACE = 1.5  # seconds between a viewer's "bye *" and closing its sessions
@@ -99,6 +102,10 @@ class Signaling:
         ice: IceServers,
         publish: Publish,
         status_extra: Callable[[], dict[str, object]] | None = None,
+        calls: CallManager | None = None,
+        speaker: Speaker | None = None,
+        open_door: Callable[[str], Awaitable[None]] | None = None,
+        status_refresh: float = 0.0,
     ) -> None:
         self.topics = topics
         self.webrtc = webrtc
@@ -118,7 +125,15 @@ class Signaling:
         self._status_task: asyncio.Task[None] | None = None
         self._closing = False
         self._link_losses = 0
-        self.call: str | None = None
+        self.calls = calls
+        self.speaker = speaker
+        self._open_door = open_door
+        self._status_refresh = status_refresh  # seconds; 0 = publish on changes only
+
+    @property
+    def call(self) -> str | None:
+        """The ringing or answered call, for ``status``."""
+        return self.calls.call if self.calls is not None else None
 
     # --- entry from MQTT ---------------------------------------------------------
 
@@ -170,15 +185,13 @@ class Signaling:
         self._spawn(self._send_error(inbox.viewer, error))
 
     async def _serve_inbox(self, inbox: _ViewerInbox) -> None:
-        while True:
-            try:
-                async with asyncio.timeout(INBOX_IDLE_EXIT):
-                    message = await inbox.queue.get()
-            except TimeoutError:
-                if not any(v == inbox.viewer for v, _ in self.sessions):
-                    self._inboxes.pop(inbox.viewer, None)
-                    return
-                continue
+        """Handle the viewer's waiting messages in order, then end.
+
+        No task lingers per viewer: ``on_message`` starts a new one when the
+        next message comes (the record, with its rate limit, stays).
+        """
+        while not inbox.queue.empty():
+            message = inbox.queue.get_nowait()
             try:
                 await self._dispatch(inbox.viewer, message)
             except ProtocolError as exc:
@@ -216,7 +229,29 @@ class Signaling:
             case Bye(session=session):
                 await self._bye_from_viewer(viewer, session)
             case Decline(call=call):
-                log.info("%s declined call %s (no call is ringing)", viewer, call)
+                if self.calls is None:
+                    log.info(
+                        "%s declined call %s, but this device has no call button", viewer, call
+                    )
+                else:
+                    self.calls.decline(viewer, call)
+            case Reply(reply=reply):
+                self._reply(viewer, reply)
+            case Open():
+                if self._open_door is None:
+                    raise ProtocolError(ErrorCode.UNSUPPORTED, "this device has no door strike")
+                await self._open_door(viewer)
+
+    def _reply(self, viewer: str, reply: str) -> None:
+        if self.speaker is None or not self.speaker.available:
+            raise ProtocolError(ErrorCode.UNSUPPORTED, "this device has no speaker")
+        played = self.speaker.play_reply(reply)
+        if played is None:
+            known = ", ".join(r["id"] for r in self.speaker.replies())
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST, f"no quick reply {reply!r} here (status.replies: {known})"
+            )
+        log.info("%s: playing quick reply %r (%s)", viewer, played.id, played.text)
 
     # --- handlers -----------------------------------------------------------------
 
@@ -226,6 +261,26 @@ class Signaling:
                 ErrorCode.BUSY,
                 f"this device already serves {len(self.sessions)} of "
                 f"{self.webrtc.max_viewers} viewers; try again later",
+                session,
+            )
+
+    def counts(self) -> tuple[int, int, int, int]:
+        """(sessions, handshakes, closing, inboxes) for the resource report."""
+        open_ = set(self.sessions.values())
+        closing = sum(1 for s in list(self._every_session) if s not in open_)
+        return len(open_), self.handshakes(), closing, len(self._inboxes)
+
+    def handshakes(self) -> int:
+        """Sessions negotiating now (offer taken, not yet connected)."""
+        return sum(not s.connected for s in self.sessions.values())
+
+    def _check_handshakes(self, session: str, leaving: tuple[Session | None, ...]) -> None:
+        pending = sum(not s.connected and s not in leaving for s in self.sessions.values())
+        if pending >= self.webrtc.max_handshakes:
+            raise ProtocolError(
+                ErrorCode.BUSY,
+                f"{pending} handshakes are already in progress (at most "
+                f"{self.webrtc.max_handshakes} at once); try again in a moment",
                 session,
             )
 
@@ -256,48 +311,64 @@ class Signaling:
         return int(len(self._viewer_sessions(viewer)) >= self.webrtc.max_sessions_per_viewer)
 
     async def _offer(self, viewer: str, offer: Offer) -> None:
+        ice_servers = await self.ice.device_servers()  # only servers that answer
         key = (viewer, offer.session)
-        previous = self.sessions.pop(key, None)
-        if previous is not None:
-            # The same session id offering again: the viewer restarted it
-            # (aiortc has no ICE restart); the new answer supersedes the old.
-            log.info("%s: new offer for an existing session; replacing it", previous.label)
-            await previous.close()
-        self._check_capacity(viewer, offer.session, replacing=self._replaceable(viewer))
-        own = self._viewer_sessions(viewer)
-        if len(own) >= self.webrtc.max_sessions_per_viewer:
-            oldest = own[0]
-            log.info("%s: %s has too many sessions; replacing the oldest", oldest.label, viewer)
-            await self._end_session(oldest, ByeReason.REPLACED)
+        # Check everything, then take the slot, before any await: meanwhile
+        # another viewer's offer could take the slot this one frees or counts
+        # on.  A refused offer changes nothing.
+        previous = self.sessions.get(key)  # the viewer restarts this session
+        replacing = 1 if previous is not None else self._replaceable(viewer)
+        self._check_capacity(viewer, offer.session, replacing=replacing)
+        oldest = self._viewer_sessions(viewer)[0] if replacing and previous is None else None
+        self._check_handshakes(offer.session, leaving=(previous, oldest))
 
+        answers_call = (
+            offer.call is not None
+            and self.calls is not None
+            and self.calls.claim(viewer, offer.session, offer.call)
+        )
         session = Session(
             viewer,
             offer.session,
             video=self.video,
             audio=self.audio,
-            ice_servers=self.ice.for_device(),
+            ice_servers=ice_servers,
             connect_timeout=self.webrtc.connect_timeout,
             on_end=self._session_ended,
+            speaker=self.speaker if answers_call else None,
         )
+        if oldest is not None:
+            self._forget(oldest)
+        # The same session id offering again supersedes the old peer
+        # connection (aiortc has no ICE restart), keeping its call if any.
         self.sessions[key] = session  # hold the slot while negotiating
         self._every_session.add(session)
         self._status_changed.set()
+        if previous is not None:
+            log.info("%s: new offer for an existing session; replacing it", previous.label)
+            await previous.close()
+        if oldest is not None:
+            log.info("%s: %s has too many sessions; replacing the oldest", oldest.label, viewer)
+            await self._send(viewer, bye_message(oldest.id, ByeReason.REPLACED))
+            await oldest.close()
         try:
             sdp = await session.answer(offer.sdp)
         except BaseException:
-            if self.sessions.get(key) is session:
-                del self.sessions[key]
-                self._status_changed.set()
+            self._forget(session)
             await session.close()
             raise
+        self.ice.note_gathering(ice_servers, session.local_candidate_types())
         if session.closed:
             return
         await self._send(viewer, {"type": "answer", "session": offer.session, "sdp": sdp})
         log.info(
-            "%s: answered (%d of %d viewers)",
+            "%s: answered (%d of %d viewers)%s",
             session.label,
             len(self.sessions),
             self.webrtc.max_viewers,
+            f"; call {offer.call}" + (" with talkback" if session.talkback else "")
+            if answers_call
+            else "",
         )
 
     async def _bye_from_viewer(self, viewer: str, session: str) -> None:
@@ -348,8 +419,16 @@ class Signaling:
         if self.sessions.get(key) is session:
             del self.sessions[key]
             self._status_changed.set()
+            if self.calls is not None:
+                self.calls.session_ended(session.viewer, session.id)
             return True
         return False
+
+    async def hang_up(self, viewer: str, session_id: str) -> None:
+        """End one session from the device's side (the call button during a call)."""
+        session = self.sessions.get((viewer, session_id))
+        if session is not None:
+            await self._end_session(session, ByeReason.HANGUP)
 
     async def _end_session(self, session: Session, reason: ByeReason) -> None:
         self._forget(session)
@@ -397,7 +476,11 @@ class Signaling:
 
     async def _status_loop(self) -> None:
         while not self._closing:
-            await self._status_changed.wait()
+            try:
+                async with asyncio.timeout(self._status_refresh or None):
+                    await self._status_changed.wait()
+            except TimeoutError:
+                pass  # unchanged, but the broker may have lost the retained copy
             await asyncio.sleep(0.05)  # coalesce bursts (four viewers joining at once)
             await self.publish_status()
 
@@ -409,6 +492,14 @@ class Signaling:
     async def close(self, reason: ByeReason = ByeReason.SHUTDOWN) -> None:
         """Say bye to every viewer, close every session, stop every task."""
         self._closing = True
+        # Stop the handlers first: an offer still being answered must not
+        # send its answer after the viewer got its bye.
+        tasks = [i.task for i in self._inboxes.values() if i.task is not None]
+        if self._status_task is not None:
+            tasks.append(self._status_task)
+        for task in tasks:
+            task.cancel()
+        self._status_changed.set()
         sessions = list(self.sessions.values())
         self.sessions.clear()
         if sessions:
@@ -417,12 +508,6 @@ class Signaling:
             *(self._send(s.viewer, bye_message(s.id, reason)) for s in sessions),
             return_exceptions=True,
         )
-        tasks = [i.task for i in self._inboxes.values() if i.task is not None]
-        if self._status_task is not None:
-            tasks.append(self._status_task)
-        for task in tasks:
-            task.cancel()
-        self._status_changed.set()
         await asyncio.gather(
             *(s.close() for s in list(self._every_session)), return_exceptions=True
         )

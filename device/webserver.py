@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from http import HTTPStatus
 from pathlib import Path, PurePosixPath
@@ -86,8 +88,12 @@ class StaticServer:
         host: str = "127.0.0.1",
         port: int = 0,
         extra_files: dict[str, bytes] | None = None,
+        actions: dict[str, Callable[[], Awaitable[dict[str, object]]]] | None = None,
     ) -> None:
         self.root = Path(root)
+        #: ``POST {path}`` runs the action and answers its result as JSON (e.g. the
+        #: demo's ``/api/ring``).  Same-origin only: a page elsewhere cannot post here.
+        self.actions = dict(actions or {})
         self.host = host
         self.port = port
         self.extra_files = {
@@ -173,6 +179,10 @@ class StaticServer:
                     return  # connected and closed without a request (port probes)
                 raise _HttpError(HTTPStatus.BAD_REQUEST, "incomplete request") from None
             method, target, headers = _parse_head(head)
+            if method == "POST" and urlsplit(target).path in self.actions:
+                await _drain_body(reader, headers)
+                await self._run_action(writer, urlsplit(target).path, headers)
+                return
             if method not in _ALLOWED_METHODS:
                 await _drain_body(reader, headers)
                 raise _HttpError(HTTPStatus.METHOD_NOT_ALLOWED)
@@ -195,6 +205,18 @@ class StaticServer:
         ctype = content_type(name) or "application/octet-stream"
         await _respond(writer, HTTPStatus.OK, body, ctype, head_only=method == "HEAD")
         log.debug("%s %s -> 200 (%d bytes)", method, target[:200], len(body))
+
+    async def _run_action(
+        self, writer: asyncio.StreamWriter, path: str, headers: dict[str, str]
+    ) -> None:
+        origin = headers.get("origin")
+        host = headers.get("host", "")
+        if origin is not None and urlsplit(origin).netloc != host:
+            raise _HttpError(HTTPStatus.FORBIDDEN, "cross-origin request refused")
+        result = await self.actions[path]()
+        body = json.dumps(result).encode()
+        await _respond(writer, HTTPStatus.OK, body, "application/json")
+        log.info("POST %s -> %s", path, result)
 
     def _lookup(self, target: str) -> tuple[str, bytes]:
         """(file name, content) for a request target, or an _HttpError."""

@@ -28,7 +28,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-async def launch_chromium(playwright: Any, *, extra_args: list[str] | None = None) -> Any:
+async def launch_chromium(
+    playwright: Any, *, extra_args: list[str] | None = None, executable_path: str = CHROMIUM
+) -> Any:
     """Launch headless Debian Chromium; the caller closes it (``await browser.close()``).
 
     ``playwright`` is what ``async_playwright()`` yields; returns a Playwright
@@ -42,7 +44,7 @@ async def launch_chromium(playwright: Any, *, extra_args: list[str] | None = Non
                 await browser.close()
     """
     return await playwright.chromium.launch(
-        executable_path=CHROMIUM,
+        executable_path=executable_path,
         headless=True,
         args=[*CHROMIUM_ARGS, *(extra_args or [])],
     )

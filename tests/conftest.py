@@ -103,7 +103,9 @@ async def daemon_factory(
     ``await daemon_factory(broker, device="frontdoor", config={"camera": {"fps": 15}})``:
     ``broker`` is a MosquittoBroker or a URL (default: the ``mosquitto`` fixture),
     ``config`` overrides sections of ``default_config``; ``wait=False`` returns
-    right after spawning; ``allow_traceback=True`` skips the teardown log check.
+    right after spawning; ``allow_traceback=True`` skips the teardown log check;
+    ``args`` are added to ``peercam run`` (e.g. ``["--fake-hardware"]``), ``env``
+    to its environment.
     """
     daemons: list[tuple[DaemonProcess, bool]] = []
 
@@ -116,13 +118,18 @@ async def daemon_factory(
         timeout: float = 20.0,
         status_auth: tuple[str, str] | None = None,
         allow_traceback: bool = False,
+        extra_args: list[str] | None = None,
+        args: list[str] | None = None,
+        env: dict[str, str] | None = None,
     ) -> DaemonProcess:
         if broker is None:
             broker = request.getfixturevalue("mosquitto")
         url = broker if isinstance(broker, str) else broker.url
         full = merge_config(default_config(url, device=device), config)
         workdir = tmp_path / f"daemon-{len(daemons)}-{device}"
-        daemon = DaemonProcess(full, workdir, status_auth=status_auth)
+        daemon = DaemonProcess(
+            full, workdir, status_auth=status_auth, extra_args=extra_args or args, env=env
+        )
         daemons.append((daemon, allow_traceback))
         attach_log(request.node, f"daemon {device} log", daemon.log_text)
         daemon.start()

@@ -303,8 +303,11 @@ class DaemonProcess:
         *,
         status_auth: tuple[str, str] | None = None,
         extra_args: list[str] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.config = copy.deepcopy(dict(config))
+        #: Extra environment variables for the daemon process (e.g. NOTIFY_SOCKET).
+        self.env = dict(env or {})
         self.device: str = self.config["device"]["id"]
         self.prefix: str = self.config.get("mqtt", {}).get("topic_prefix", "peercam")
         self.broker_url: str = self.config["mqtt"]["url"]
@@ -314,6 +317,7 @@ class DaemonProcess:
         self.log_path = self.workdir / f"{self.device}.log"
         self.status_auth = status_auth
         self.extra_args = list(extra_args or [])
+        self.env = dict(env or {})  # added to (and overriding) the test's environment
         self.proc: subprocess.Popen[bytes] | None = None
         self.expect_clean_exit = True  # teardown checks exit code 0 after SIGTERM
 
@@ -357,6 +361,7 @@ class DaemonProcess:
         self.config_path.write_text(to_toml(self.config), encoding="utf-8")
         env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "INVOCATION_ID")}
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(self.env)
         with self.log_path.open("ab") as log:
             log.write(f"--- tests/daemon_proc.py: {' '.join(self.command())}\n".encode())
             log.flush()

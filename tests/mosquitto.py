@@ -68,6 +68,9 @@ class MosquittoBroker:
         acl_file: an ACL file (per-topic permissions).
         log_all: ``log_type all`` (every packet) instead of the usual levels.
         extra_config: lines appended verbatim to the config.
+        websockets: also listen for MQTT over WebSockets (for browsers) on
+            ``ws_port`` (a free port by default); ``ws_url`` is its address.
+        ws_certfile / ws_keyfile: serve that listener over TLS (``wss://``).
     """
 
     def __init__(
@@ -80,6 +83,10 @@ class MosquittoBroker:
         acl_file: Path | str | None = None,
         log_all: bool = False,
         extra_config: str = "",
+        websockets: bool = False,
+        ws_port: int | None = None,
+        ws_certfile: Path | str | None = None,
+        ws_keyfile: Path | str | None = None,
     ) -> None:
         self.binary = find_mosquitto()
         self.workdir = Path(workdir).resolve()
@@ -90,6 +97,10 @@ class MosquittoBroker:
         self.acl_file = acl_file
         self.log_all = log_all
         self.extra_config = extra_config
+        self.websockets = websockets
+        self._ws_port = ws_port
+        self.ws_certfile = ws_certfile
+        self.ws_keyfile = ws_keyfile
         self.config_path = self.workdir / "mosquitto.conf"
         self.log_path = self.workdir / "mosquitto.log"
         self.stderr_path = self.workdir / "mosquitto.stderr"
@@ -112,6 +123,18 @@ class MosquittoBroker:
     def url(self) -> str:
         """``mqtt://127.0.0.1:PORT``, the form peercam's ``[mqtt] url`` takes."""
         return f"mqtt://{HOST}:{self.port}"
+
+    @property
+    def ws_port(self) -> int:
+        if not self.websockets or self._ws_port is None:
+            raise RuntimeError("this broker has no WebSockets listener (websockets=True)")
+        return self._ws_port
+
+    @property
+    def ws_url(self) -> str:
+        """``ws://127.0.0.1:PORT/mqtt`` (``wss://`` with a certificate): what browsers use."""
+        scheme = "wss" if self.ws_certfile else "ws"
+        return f"{scheme}://{HOST}:{self.ws_port}/mqtt"
 
     @property
     def running(self) -> bool:
@@ -143,6 +166,10 @@ class MosquittoBroker:
             lines.append(f"password_file {self.password_file}")
         if self.acl_file is not None:
             lines.append(f"acl_file {self.acl_file}")
+        if self.websockets:
+            lines += [f"listener {self.ws_port} {HOST}", "protocol websockets"]
+            if self.ws_certfile is not None:
+                lines += [f"certfile {self.ws_certfile}", f"keyfile {self.ws_keyfile}"]
         if self.extra_config:
             lines.append(self.extra_config.rstrip("\n"))
         return "\n".join(lines) + "\n"
@@ -154,10 +181,13 @@ class MosquittoBroker:
         if self.running:
             raise RuntimeError(f"mosquitto already runs on port {self._port}")
         fixed = self._port is not None
-        attempts = 1 if fixed else 3
+        ws_fixed = self._ws_port is not None
+        attempts = 1 if fixed and (ws_fixed or not self.websockets) else 3
         for attempt in range(attempts):
             if not fixed:
                 self._port = free_port()
+            if self.websockets and not ws_fixed:
+                self._ws_port = free_port()
             try:
                 self._spawn_and_wait(timeout)
                 return self
@@ -166,7 +196,8 @@ class MosquittoBroker:
                 # mosquitto's bind: try another one (never for a fixed port).
                 if attempt == attempts - 1 or "in use" not in str(exc):
                     raise
-                self._port = None
+                if not fixed:
+                    self._port = None
         raise AssertionError("unreachable")
 
     def _spawn_and_wait(self, timeout: float) -> None:
@@ -192,7 +223,7 @@ class MosquittoBroker:
                     f"mosquitto exited with code {self.proc.returncode} at start "
                     f"(port {self.port}); its log:\n{self.log_text()}"
                 )
-            if port_accepts(self.port):
+            if port_accepts(self.port) and (not self.websockets or port_accepts(self.ws_port)):
                 return
             time.sleep(0.02)
         self._terminate(signal.SIGKILL)
@@ -235,6 +266,13 @@ class MosquittoBroker:
             time.sleep(downtime)
         return self.start(timeout)
 
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto re-reads its password and ACL files and re-checks every client."""
+        if not self.running:
+            raise RuntimeError("mosquitto is not running")
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
+
     def log_text(self) -> str:
         """Mosquitto's log file plus anything it wrote to stderr (config errors)."""
         parts = []
@@ -259,3 +297,18 @@ class MosquittoBroker:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<MosquittoBroker {HOST}:{self._port} {state}>"
+
+
+def write_password_file(path: Path, users: dict[str, str]) -> Path:
+    """A Mosquitto password file (hashed with ``mosquitto_passwd``) for ``{username: password}``."""
+    tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    path = Path(path)
+    path.write_text("", encoding="utf-8")
+    for username, password in users.items():
+        subprocess.run(
+            [tool, "-b", str(path), username, password],
+            check=True,
+            capture_output=True,
+            timeout=10,
+        )
+    return path

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from peercam.config import ConfigError, load_config
+from peercam.config import ConfigError, config_from_dict, load_config
 
 GOOD = """
 [device]
@@ -92,3 +92,13 @@ def test_missing_file_and_unreadable_secret(tmp_path: Path) -> None:
         cfg.read_mqtt_password()
     (tmp_path / "secret").write_text("  s3cret\n")
     assert cfg.read_mqtt_password() == "s3cret"
+
+
+def test_turn_urls_without_a_secret_are_refused() -> None:
+    with pytest.raises(ConfigError, match="need turn_secret_file"):
+        config_from_dict({"webrtc": {"ice_servers": ["turn:t.example.net:3478"]}})
+    # STUN alone needs no secret; TURN with a secret file is fine.
+    config_from_dict({"webrtc": {"ice_servers": ["stun:t.example.net:3478"]}})
+    config_from_dict(
+        {"webrtc": {"ice_servers": ["turn:t.example.net:3478"], "turn_secret_file": "/x"}}
+    )

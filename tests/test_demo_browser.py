@@ -72,6 +72,9 @@ async def test_demo_page_shows_live_video_in_chromium() -> None:
                 " return [v.videoWidth, v.videoHeight]; })()"
             )
             assert size == [640, 480]
+            # The demo's mock call button rings through the page's origin.
+            rang = await page.evaluate("fetch('/api/ring', {method: 'POST'}).then((r) => r.json())")
+            assert rang == {"ok": True}
             ARTIFACTS.mkdir(exist_ok=True)
             await page.screenshot(path=str(ARTIFACTS / "demo-live.png"))
             await browser.close()
@@ -87,3 +90,4 @@ async def test_demo_page_shows_live_video_in_chromium() -> None:
     assert proc.returncode == 0
     rest = (await proc.stdout.read()).decode(errors="replace") if proc.stdout else ""
     assert "Traceback" not in rest, rest
+    assert "the call button rang" in rest

@@ -434,3 +434,33 @@ async def test_run_demo_says_plainly_when_the_port_is_busy(
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert f"port {port}" in err and "already in use" in err and "--port" in err
+
+
+async def test_post_actions_run_same_origin_only(site: Path) -> None:
+    rings: list[int] = []
+
+    async def ring() -> dict[str, object]:
+        rings.append(1)
+        return {"ok": True, "rings": len(rings)}
+
+    s = StaticServer(site, actions={"/api/ring": ring})
+    await s.start()
+    try:
+        host = f"127.0.0.1:{s.port}"
+        post = f"POST /api/ring HTTP/1.1\r\nHost: {host}\r\nContent-Length: 2\r\n\r\n{{}}"
+        status, headers, body = await http(s, post.encode())
+        assert (status, headers["content-type"], json.loads(body)) == (
+            200,
+            "application/json",
+            {"ok": True, "rings": 1},
+        )
+        same = post.replace("Content-Length", f"Origin: http://{host}\r\nContent-Length")
+        assert (await http(s, same.encode()))[0] == 200
+        evil = post.replace("Content-Length", "Origin: http://evil.example\r\nContent-Length")
+        assert (await http(s, evil.encode()))[0] == 403
+        assert len(rings) == 2
+        # POST elsewhere is still not allowed; GET of the action is not found.
+        assert (await http(s, get("/index.html", "POST")))[0] == 405
+        assert (await http(s, get("/api/ring")))[0] == 404
+    finally:
+        await s.stop()

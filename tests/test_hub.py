@@ -163,6 +163,26 @@ async def test_start_failure_is_a_fault_and_retried() -> None:
     await hub.close()
 
 
+async def test_a_start_that_hangs_is_a_fault_and_retried() -> None:
+    class HangingOnce(ScriptedSource):
+        async def start(self, sink: FrameSink, on_fault: FaultSink) -> None:
+            if self.starts == 0:
+                self.starts += 1
+                await asyncio.sleep(3600)  # a wedged driver
+            await super().start(sink, on_fault)
+
+    src = HangingOnce()
+    hub = MediaHub(src, kind="video", queue_frames=3, idle_stop=1, start_timeout=0.1)
+    hub.subscribe()
+    await until(lambda: hub.state is SourceState.FAULT)
+    assert hub.fault == "did not start within 0.1 s (driver hung?)"
+    assert src.stops == 1  # the half-started source is told to stop
+    await until(lambda: src.sink is not None, timeout=5)  # retried after the backoff
+    src.push(keyframe=True)
+    assert hub.state is SourceState.STREAMING and hub.fault is None
+    await hub.close()
+
+
 async def test_stalled_source_is_restarted() -> None:
     src = ScriptedSource()
     hub = MediaHub(src, kind="video", queue_frames=3, idle_stop=1, stall_timeout=0.2)

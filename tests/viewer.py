@@ -21,7 +21,7 @@ import json
 import secrets
 import socket
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -143,6 +143,9 @@ class CandidatePairInfo:
         )
 
 
+AUDIO_KEPT = 100  # decoded audio frames a WatchSession keeps (2 s of 20 ms Opus)
+
+
 class WatchSession:
     """One session of a viewer: its peer connection and the frames it decoded."""
 
@@ -161,6 +164,8 @@ class WatchSession:
         self.frames = 0
         self.keyframes: list[int] = []  # indices (0-based) of decoded key frames
         self.audio_frames = 0
+        #: The last decoded audio frames as (sample_rate, int16 samples [channels, n]).
+        self.audio_pcm: deque[tuple[int, Any]] = deque(maxlen=AUDIO_KEPT)
         self.frame_sizes: Counter[tuple[int, int]] = Counter()
         self.device_bye: Message | None = None
         self.closed = False
@@ -219,6 +224,7 @@ class WatchSession:
                 self.frame_sizes[(frame.width, frame.height)] += 1
             else:
                 self.audio_frames += 1
+                self.audio_pcm.append((frame.sample_rate, frame.to_ndarray()))
             async with self._changed:
                 self._changed.notify_all()
         async with self._changed:
@@ -238,6 +244,11 @@ class WatchSession:
         """Wait until at least ``n`` video frames were decoded in total; returns the count."""
         await self._wait(lambda: self.frames >= n, timeout, f"{n} decoded frames")
         return self.frames
+
+    async def wait_audio_frames(self, n: int, timeout: float = 15.0) -> int:
+        """Wait until at least ``n`` audio frames were decoded in total; returns the count."""
+        await self._wait(lambda: self.audio_frames >= n, timeout, f"{n} decoded audio frames")
+        return self.audio_frames
 
     async def wait_more_frames(self, n: int, timeout: float = 15.0) -> int:
         """Wait for ``n`` more decoded frames than now."""
@@ -661,6 +672,8 @@ class Viewer:
         audio: bool | None = None,
         end_of_candidates: bool = False,
         timeout: float = 15.0,
+        call: str | None = None,
+        send_audio: MediaStreamTrack | None = None,
     ) -> WatchSession:
         """hello → welcome → offer → answer; returns the session with media flowing in.
 
@@ -670,6 +683,8 @@ class Viewer:
             audio: offer an audio m-line (default: when the welcome announces audio).
             end_of_candidates: also send ``candidate: null`` after the offer.
             timeout: bound for each reply.
+            call: answer this call (the offer carries ``call``).
+            send_audio: a track to send (talkback): the audio m-line becomes sendrecv.
 
         Raises SignalingError when the device answers with ``error``.
         """
@@ -697,13 +712,18 @@ class Viewer:
             watch.pc = pc
             pc.on("track", watch._on_track)
             pc.addTransceiver("video", direction="recvonly")
-            if audio:
+            if send_audio is not None:
+                pc.addTransceiver(send_audio, direction="sendrecv")
+            elif audio:
                 pc.addTransceiver("audio", direction="recvonly")
             async with asyncio.timeout(timeout):
                 await pc.setLocalDescription(await pc.createOffer())
             watch.offer_sdp = pc.localDescription.sdp
             watch.offer_sent_at = time.monotonic()
-            await self.send({"type": "offer", "session": sid, "sdp": watch.offer_sdp})
+            offer: Message = {"type": "offer", "session": sid, "sdp": watch.offer_sdp}
+            if call is not None:
+                offer["call"] = call
+            await self.send(offer)
             if end_of_candidates:
                 await self.send({"type": "candidate", "session": sid, "candidate": None})
             answer = await self.expect_reply(sid, "answer", timeout)

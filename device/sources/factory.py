@@ -24,8 +24,13 @@ def make_video_source(cfg: CameraConfig, *, name: str) -> tuple[EncodedSource, V
             pattern=cfg.pattern,
         )
         return source, source.info
+    if cfg.source == "picamera2":
+        from .picamera2_source import make_picamera2_source
+
+        camera = make_picamera2_source(cfg)
+        return camera, camera.info
     raise SourceUnavailable(
-        f"[camera] source = {cfg.source!r} is not available in this version (use 'test-pattern')"
+        f"[camera] source = {cfg.source!r} is not available (use 'test-pattern' or 'picamera2')"
     )
 
 
@@ -33,6 +38,13 @@ def make_audio_source(cfg: AudioConfig) -> tuple[EncodedSource, str] | None:
     """The microphone source and its codec name, or None for a video-only device."""
     if cfg.source == "none":
         return None
+    from .audio import CODEC, AlsaSource, TestToneSource
+
+    if cfg.source == "test-tone":
+        return TestToneSource(), CODEC
+    if cfg.source.startswith("alsa:"):
+        return AlsaSource(cfg.source.removeprefix("alsa:")), CODEC
     raise SourceUnavailable(
-        f"[audio] source = {cfg.source!r} is not available in this version (use 'none')"
+        f"[audio] source = {cfg.source!r} is not available (use 'none', 'test-tone' or "
+        "'alsa:<device>')"
     )

@@ -1,0 +1,4 @@
+"""Fake ``libcamera.controls``: the control ids the fake reads by name."""
+
+SensorTimestamp = "SensorTimestamp"
+FrameDurationLimits = "FrameDurationLimits"

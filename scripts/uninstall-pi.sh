@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Remove what scripts/install-pi.sh installed.
+#
+#   sudo scripts/uninstall-pi.sh            # stop and remove the service and /opt/peercam
+#   sudo scripts/uninstall-pi.sh --purge    # also /etc/peercam (secrets!), /var/lib/peercam, the user
+#   scripts/uninstall-pi.sh --dry-run       # print what would be done
+#
+# Debian packages stay (other software may use them). Safe to run twice.
+set -euo pipefail
+
+PREFIX=/opt/peercam
+ETC=/etc/peercam
+STATE=/var/lib/peercam
+UNIT=/etc/systemd/system/peercam.service
+SERVICE_USER=peercam
+PURGE=0
+DRY_RUN=0
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --purge) PURGE=1; shift ;;
+        --dry-run|-n) DRY_RUN=1; shift ;;
+        -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "uninstall-pi.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+run() {
+    if [ "$DRY_RUN" = 1 ]; then
+        printf '+'; printf ' %q' "$@"; printf '\n'
+    else
+        "$@"
+    fi
+}
+
+if [ "$DRY_RUN" = 0 ] && [ "$(id -u)" -ne 0 ]; then
+    echo "uninstall-pi.sh: run as root, or try --dry-run" >&2
+    exit 1
+fi
+
+if [ -f "$UNIT" ] || systemctl list-unit-files peercam.service 2>/dev/null | grep -q peercam; then
+    say "stopping and removing the service"
+    run systemctl disable --now peercam.service || true
+    run rm -f "$UNIT"
+    run systemctl daemon-reload
+    run systemctl reset-failed peercam.service || true
+fi
+if [ -d "$PREFIX" ]; then
+    say "removing $PREFIX"
+    run rm -rf "$PREFIX"
+fi
+if [ "$PURGE" = 1 ]; then
+    for dir in "$ETC" "$STATE"; do
+        if [ -d "$dir" ]; then
+            say "removing $dir"
+            run rm -rf "$dir"
+        fi
+    done
+    if id -u "$SERVICE_USER" >/dev/null 2>&1; then
+        say "removing the user $SERVICE_USER"
+        run userdel "$SERVICE_USER"
+    fi
+else
+    [ -d "$ETC" ] && say "kept $ETC (config and secrets); --purge removes it"
+fi
+say "peercam removed"

@@ -1,0 +1,229 @@
+"""Signaling races and resource bounds found in review, each pinned by a test.
+
+Real aiortc sessions, a recording fake link (``tests.signaling_harness``); a
+"slow broker" is a publish that waits for an event, which makes each
+interleaving deterministic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from peercam.config import WebRtcConfig
+from peercam.protocol import ErrorCode, IceCandidate, ProtocolError
+from peercam.session import MAX_REMOTE_CANDIDATES
+from tests.signaling_harness import Harness, connected_viewer, inbox_tasks
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_replacing_a_viewers_oldest_session_never_exceeds_max_viewers() -> None:
+    """alice (at her per-viewer limit) offers again while bob offers: one of them must wait.
+
+    The slot freed by replacing alice's oldest session belongs to alice's new
+    offer; bob must not take it while alice's ``bye replaced`` is in flight.
+    """
+    gate = asyncio.Event()
+    h = Harness(WebRtcConfig(max_viewers=2, max_sessions_per_viewer=2))
+    h.hold.append(
+        (lambda viewer, m: viewer == "alice" and m.get("type") == "bye", gate.wait)  # slow bye
+    )
+    signaling = h.start()
+    try:
+        for sid in ("alice-one1", "alice-two2"):
+            await h.offer("alice", sid)
+            assert (await h.reply("alice", sid))["type"] == "answer"
+        await h.offer("alice", "alice-three")
+        await h.reply("alice", types=("bye",))  # alice's oldest is being replaced...
+        await h.offer("bob", "bob-one111")  # ...when bob offers
+        bob = await h.reply("bob", "bob-one111")
+        gate.set()
+        alice = await h.reply("alice", "alice-three")
+        assert len(signaling.sessions) <= 2, list(signaling.sessions)
+        assert alice["type"] == "answer", alice
+        assert bob["type"] == "error" and bob["code"] == "busy", bob
+    finally:
+        gate.set()
+        await h.close()
+
+
+async def test_shutdown_never_sends_an_answer_after_its_bye() -> None:
+    """SIGTERM while an offer is being answered: the viewer gets bye, and no answer after it."""
+    h = Harness()
+    h.hold.append((lambda viewer, m: m.get("type") == "bye", lambda: asyncio.sleep(0.3)))
+    signaling = h.start()
+    try:
+        sdp = await h.offer_sdp()
+        h.send("alice", {"type": "offer", "session": "alice-one1", "sdp": sdp})
+        for _ in range(100):  # the slot is taken at once, the answer takes a moment
+            if signaling.sessions:
+                break
+            await asyncio.sleep(0)
+        assert signaling.sessions and not h.to("alice"), h.to("alice")
+        await signaling.close()
+        types = [m["type"] for m in h.to("alice")]
+        assert "bye" in types, types
+        assert "answer" not in types[types.index("bye") :], types
+    finally:
+        await h.close()
+
+
+async def test_no_inbox_task_lingers_once_its_messages_are_handled() -> None:
+    """A hundred viewers say hello and leave: no task per departed viewer is left behind."""
+    h = Harness(WebRtcConfig(max_viewers=4))
+    h.start()
+    try:
+        for i in range(100):
+            h.send(f"viewer{i}", {"type": "hello", "session": f"session-{i:04d}"})
+        for i in range(100):
+            await h.reply(f"viewer{i}", types=("welcome",))
+        for _ in range(50):
+            if not inbox_tasks():
+                break
+            await asyncio.sleep(0.01)
+        assert inbox_tasks() == []
+    finally:
+        await h.close()
+
+
+async def test_a_session_takes_a_bounded_number_of_remote_candidates() -> None:
+    """Trickled candidates are stored and checked by aioice: a viewer may not add them forever."""
+    h = Harness()
+    signaling = h.start()
+    try:
+        await h.offer("alice", "alice-one1")
+        assert (await h.reply("alice", "alice-one1"))["type"] == "answer"
+        session = signaling.sessions[("alice", "alice-one1")]
+        in_offer = session.remote_candidates
+        assert in_offer >= 1  # the offer's own loopback candidate
+        refused = 0
+        for i in range(MAX_REMOTE_CANDIDATES + 50):
+            line = f"candidate:{i} 1 udp 2130706431 127.0.{i // 200}.{i % 200 + 1} 9 typ host"
+            try:
+                await session.add_candidate(IceCandidate(line, "0", 0))
+            except ProtocolError as exc:
+                assert exc.code is ErrorCode.BAD_REQUEST and "candidates" in exc.message
+                refused += 1
+        assert refused == 50 + in_offer
+        assert session.remote_candidates <= MAX_REMOTE_CANDIDATES
+    finally:
+        await h.close()
+
+
+async def test_an_offer_with_thousands_of_candidates_is_refused() -> None:
+    h = Harness()
+    signaling = h.start()
+    try:
+        sdp = await h.offer_sdp()
+        extra = "".join(
+            f"a=candidate:{i} 1 udp 2130706431 127.0.{i // 200}.{i % 200 + 1} 9 typ host\r\n"
+            for i in range(800)
+        )
+        h.send("alice", {"type": "offer", "session": "alice-one1", "sdp": sdp + extra})
+        reply = await h.reply("alice", "alice-one1")
+        assert reply["type"] == "error" and reply["code"] == "bad-request", reply
+        assert "candidates" in reply["message"], reply
+        assert not signaling.sessions
+        # ... and the next good offer works.
+        await h.offer("alice", "alice-two2")
+        assert (await h.reply("alice", "alice-two2"))["type"] == "answer"
+    finally:
+        await h.close()
+
+
+# --- the total pending-handshake limit (new) ------------------------------------------------
+
+
+async def test_offers_beyond_the_handshake_limit_are_busy_until_one_settles() -> None:
+    """At most ``max_handshakes`` sessions negotiate at once, across all viewers."""
+    h = Harness(WebRtcConfig(max_viewers=8, max_handshakes=2, connect_timeout=60))
+    signaling = h.start()
+    try:
+        for viewer in ("alice", "bob"):
+            await h.offer(viewer, f"{viewer}-one1")
+            assert (await h.reply(viewer, f"{viewer}-one1"))["type"] == "answer"
+        await h.offer("carol", "carol-one1")
+        refused = await h.reply("carol", "carol-one1")
+        assert refused["type"] == "error" and refused["code"] == "busy", refused
+        assert "handshake" in refused["message"], refused
+        assert len(signaling.sessions) == 2
+        # A re-offer of a negotiating session replaces it: not one more handshake.
+        await h.offer("alice", "alice-one1")
+        answers = [m for m in h.to("alice") if m["type"] == "answer"]
+        for _ in range(500):
+            if len(answers) == 2:
+                break
+            await asyncio.sleep(0.01)
+            answers = [m for m in h.to("alice") if m["type"] == "answer"]
+        assert len(answers) == 2, h.to("alice")
+        # bob gives up: his handshake slot is free for carol.
+        h.send("bob", {"type": "bye", "session": "bob-one1"})
+        await h.offer("carol", "carol-two2")
+        assert (await h.reply("carol", "carol-two2"))["type"] == "answer"
+    finally:
+        await h.close()
+
+
+async def test_a_re_offer_refused_for_the_handshake_limit_keeps_the_old_session() -> None:
+    """Refusing an offer must change nothing: the session it would replace stays counted."""
+    h = Harness(WebRtcConfig(max_viewers=8, max_handshakes=1, connect_timeout=60))
+    signaling = h.start()
+    try:
+        await connected_viewer(h, "alice", "alice-one1")
+        await h.offer("bob", "bob-one111")  # bob's handshake takes the only handshake slot
+        assert (await h.reply("bob", "bob-one111"))["type"] == "answer"
+        h.sent.clear()
+        await h.offer("alice", "alice-one1")  # alice restarts her (connected) session
+        refused = await h.reply("alice", "alice-one1")
+        assert refused["type"] == "error" and refused["code"] == "busy", refused
+        session = signaling.sessions.get(("alice", "alice-one1"))
+        assert session is not None and session.connected and not session.closed
+    finally:
+        await h.close()
+
+
+async def test_handshakes_that_never_connect_time_out_and_free_their_slots() -> None:
+    h = Harness(WebRtcConfig(max_viewers=8, max_handshakes=1, connect_timeout=0.5))
+    signaling = h.start()
+    try:
+        await h.offer("alice", "alice-one1")
+        assert (await h.reply("alice", "alice-one1"))["type"] == "answer"
+        # Nobody completes ICE: the connect timeout fails the session...
+        bye = await h.reply("alice", "alice-one1", types=("bye",))
+        assert bye["reason"] == "failed", bye
+        assert not signaling.sessions
+        # ... and the handshake slot is free again.
+        await h.offer("bob", "bob-one111")
+        assert (await h.reply("bob", "bob-one111"))["type"] == "answer"
+    finally:
+        await h.close()
+
+
+# --- the retained status is refreshed -------------------------------------------------------
+
+
+async def test_status_is_republished_every_status_refresh_without_changes() -> None:
+    """A broker that lost its retained messages gets the status back without a reconnect."""
+    h = Harness(options={"status_refresh": 0.2})
+    h.start()
+    try:
+        for _ in range(300):
+            if len(h.statuses()) >= 3:
+                break
+            await asyncio.sleep(0.02)
+        assert len(h.statuses()) >= 3, h.statuses()
+        assert all(s["state"] == "online" and s["viewers"] == 0 for s in h.statuses())
+    finally:
+        await h.close()
+
+
+async def test_without_status_refresh_an_idle_device_publishes_nothing() -> None:
+    h = Harness()
+    h.start()
+    try:
+        await asyncio.sleep(0.5)
+        assert h.statuses() == []
+    finally:
+        await h.close()

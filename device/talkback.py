@@ -142,16 +142,19 @@ def chime(seconds: float = 1.2) -> bytes:
     return (tone * envelope * 0.5 * 32767).astype("<i2").tobytes()
 
 
+def mono_pcm(frames: list[av.AudioFrame]) -> bytes:
+    """The s16 mono samples of resampled frames (planes are padded: cut to the samples)."""
+    return b"".join(bytes(f.planes[0])[: f.samples * 2] for f in frames)
+
+
 def decode_file(path: str) -> bytes:
     """Any audio file PyAV reads, as 48 kHz mono s16."""
     resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
     chunks: list[bytes] = []
     with av.open(path) as container:
         for frame in container.decode(audio=0):
-            for out in resampler.resample(frame):
-                chunks.append(bytes(out.planes[0])[: out.samples * 2])
-    for out in resampler.resample(None):
-        chunks.append(bytes(out.planes[0])[: out.samples * 2])
+            chunks.append(mono_pcm(resampler.resample(frame)))
+    chunks.append(mono_pcm(resampler.resample(None)))
     return b"".join(chunks)
 
 
@@ -268,9 +271,7 @@ class Speaker:
                 if isinstance(item, bytes):
                     pcm = self._reply_pcm(item.decode())
                 else:
-                    pcm = b"".join(
-                        bytes(out.planes[0])[: out.samples * 2] for out in resampler.resample(item)
-                    )
+                    pcm = mono_pcm(resampler.resample(item))
                 self.sink.write(pcm)
                 self.samples_played += len(pcm) // 2
                 self.fault = None

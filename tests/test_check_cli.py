@@ -11,9 +11,11 @@ from tests.daemon_proc import default_config, merge_config, to_toml
 from tests.mosquitto import MosquittoBroker
 
 
-def run_check(tmp_path: Path, config: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+def run_check(
+    tmp_path: Path, config: dict[str, Any], extra_toml: str = ""
+) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "peercam.toml"
-    path.write_text(to_toml(config))
+    path.write_text(to_toml(config) + extra_toml)
     return subprocess.run(
         [sys.executable, "-m", "peercam", "check", "--config", str(path)],
         capture_output=True,
@@ -43,18 +45,9 @@ def test_check_fails_on_an_unreadable_reply_file(
         default_config(mosquitto.url),
         {"talkback": {"sink": f"wav:{tmp_path}/out.wav"}, "gpio": {"enabled": False}},
     )
-    path = tmp_path / "peercam.toml"
-    text = to_toml(config) + "".join(
-        f'\n[[talkback.replies]]\nid = "{r["id"]}"\ntext = "{r["text"]}"\nfile = "{r["file"]}"\n'
-        for r in replies
-    )
-    path.write_text(text)
-    done = subprocess.run(
-        [sys.executable, "-m", "peercam", "check", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    reply = replies[0]
+    table = f'\n[[talkback.replies]]\nid = "{reply["id"]}"\ntext = "{reply["text"]}"\n'
+    done = run_check(tmp_path, config, table + f'file = "{reply["file"]}"\n')
     assert done.returncode == 1, done.stdout + done.stderr
     assert "[ok] GPIO: disabled in the config" in done.stdout
     assert f"[FAIL] quick reply 'coming': cannot read {tmp_path}/missing.wav" in done.stdout

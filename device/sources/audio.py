@@ -145,7 +145,6 @@ class _OpusThreadSource:
             log.warning("microphone %s: capture thread did not end within 5 s", self.name)
         self._thread = self._run = None
         self._sink = self._on_fault = None
-        self._next_pts = run.next_pts
 
     def request_keyframe(self) -> None:
         """Every Opus packet decodes on its own."""
@@ -158,6 +157,9 @@ class _OpusThreadSource:
 
     def _deliver(self, generation: int, frame: EncodedFrame) -> None:
         if generation == self._generation and self._sink is not None:
+            # the timeline continues after the last packet a viewer got: a packet
+            # still in flight when stop() ran is dropped and leaves no gap
+            self._next_pts = frame.pts + FRAME_US
             self._sink(frame)
 
     def _report(self, generation: int, message: str | None) -> None:

@@ -121,6 +121,8 @@ class Signaling:
         self._every_session: weakref.WeakSet[Session] = weakref.WeakSet()
         self._inboxes: dict[str, _ViewerInbox] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # viewers' last wills waiting out WILL_GRACE; a shutdown cancels them
+        self._will_graces: set[asyncio.Task[None]] = set()
         self._status_changed = asyncio.Event()
         self._status_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -379,7 +381,12 @@ class Signaling:
                 # down publishes every client's will before it drops us too:
                 # wait a moment, and keep the (peer-to-peer) sessions if our
                 # own link went down meanwhile.
-                self._spawn(self._close_after_will_grace(viewer, targets, self._link_losses))
+                task = asyncio.get_running_loop().create_task(
+                    self._close_after_will_grace(viewer, targets, self._link_losses),
+                    name=f"peercam-will-{viewer}",
+                )
+                self._will_graces.add(task)
+                task.add_done_callback(self._will_graces.discard)
             return
         target = self.sessions.get((viewer, session))
         if target is not None:
@@ -495,6 +502,7 @@ class Signaling:
         # Stop the handlers first: an offer still being answered must not
         # send its answer after the viewer got its bye.
         tasks = [i.task for i in self._inboxes.values() if i.task is not None]
+        tasks += self._will_graces  # their sessions are closed below anyway
         if self._status_task is not None:
             tasks.append(self._status_task)
         for task in tasks:

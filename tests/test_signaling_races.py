@@ -227,3 +227,28 @@ async def test_without_status_refresh_an_idle_device_publishes_nothing() -> None
         assert h.statuses() == []
     finally:
         await h.close()
+
+
+async def test_a_shutdown_does_not_wait_out_a_last_wills_grace() -> None:
+    """A viewer's last will arrives, then SIGTERM: the will's grace timer is cancelled.
+
+    The shutdown closes every session itself; the pending will must not keep
+    the daemon waiting (nor close anything after the shutdown finished).
+    """
+    h = Harness()
+    signaling = h.start()
+    try:
+        await connected_viewer(h, "alice", "alice-one1")
+        h.send("alice", {"type": "bye", "session": "*"})
+        for _ in range(100):
+            graces = [t for t in asyncio.all_tasks() if t.get_name() == "peercam-will-alice"]
+            if graces:
+                break
+            await asyncio.sleep(0.01)
+        assert len(graces) == 1, [t.get_name() for t in asyncio.all_tasks()]
+        await signaling.close()
+        assert graces[0].cancelled()
+        assert not signaling.sessions
+        assert [m["type"] for m in h.to("alice")].count("bye") == 1, h.to("alice")
+    finally:
+        await h.close()

@@ -36,6 +36,8 @@ log = logging.getLogger("peercam.session")
 
 H264_PROFILE = "42e01f"  # constrained baseline, level 3.1: decodes everywhere, Safari included
 MAX_REMOTE_CANDIDATES = 200  # per session (offer SDP plus trickle): browsers send a few dozen
+PC_CLOSE_TIMEOUT = 10.0  # seconds aiortc's close() may take before its sockets are shut directly
+ICE_CLOSE_TIMEOUT = 2.0  # seconds for that direct shut (a TURN refresh of 0 may go unanswered)
 
 
 def describe(exc: BaseException, empty: str = "") -> str:
@@ -424,10 +426,46 @@ class Session:
 
     async def _close_peer_connection(self) -> None:
         try:
-            await asyncio.wait_for(self._pc.close(), 10)
+            await asyncio.wait_for(self._pc.close(), PC_CLOSE_TIMEOUT)
+        except TimeoutError:
+            log.warning(
+                "%s: peer connection did not close within %g s; shutting its sockets directly",
+                self.label,
+                PC_CLOSE_TIMEOUT,
+            )
+            await self._close_ice_directly()
         except Exception:
             log.exception("%s: peer connection did not close cleanly", self.label)
+            await self._close_ice_directly()
         log.debug("%s: closed", self.label)
+
+    async def _close_ice_directly(self) -> None:
+        """Close the ICE agents (their UDP/TCP sockets and TURN allocations) under aiortc.
+
+        A ``close()`` stuck in a sender or the SCTP association would otherwise
+        leave the sockets, and their file descriptors, open for good.
+        """
+        connections = {}
+        for transceiver in self._pc.getTransceivers():
+            for side in (transceiver.sender, transceiver.receiver):
+                connection = getattr(
+                    getattr(getattr(side, "transport", None), "transport", None),
+                    "_connection",
+                    None,
+                )
+                if connection is not None:
+                    connections[id(connection)] = connection
+        for connection in connections.values():
+            try:
+                await asyncio.wait_for(connection.close(), ICE_CLOSE_TIMEOUT)
+            except TimeoutError:
+                log.warning(
+                    "%s: ICE sockets did not close within %g s", self.label, ICE_CLOSE_TIMEOUT
+                )
+            except Exception as exc:
+                log.warning(
+                    "%s: ICE sockets did not close: %s", self.label, exc or type(exc).__name__
+                )
 
     async def close(self) -> None:
         """Close the peer connection and release hub subscriptions. Idempotent.

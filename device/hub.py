@@ -322,6 +322,10 @@ class MediaHub:
                 idle_since = None
             silent = now - self._last_frame
             if silent > self.stall_timeout:
+                if self.state is SourceState.FAULT and self.fault:
+                    # the source said why it went quiet: keep its words in status
+                    log.info("%s source silent since its fault; restarting capture", self.kind)
+                    return True
                 hint = getattr(self.source, "stall_hint", "")
                 message = (
                     f"no {self.kind} frame for {silent:.0f} s{f' ({hint})' if hint else ''}: "

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
+import threading
 from pathlib import Path
 
 import av
 import numpy as np
 
-from peercam.hub import MediaHub
+from peercam.hub import MediaHub, SourceState
 from peercam.sources import audio
 from peercam.sources.audio import (
     FRAME_US,
@@ -83,3 +85,70 @@ def test_a_bundled_libasound_is_pointed_at_the_system_config(tmp_path: Path, mon
     assert use_system_alsa_config(env)
     assert env == {"ALSA_CONFIG_DIR": str(tmp_path), "ALSA_CONFIG_PATH": f"{tmp_path}/alsa.conf"}
     assert not use_system_alsa_config({"ALSA_CONFIG_PATH": "/etc/mine.conf"}), "left alone"
+
+
+class UnpluggableMic(audio.AlsaSource):
+    """A USB microphone at the hardware boundary: ALSA's open and read, scripted.
+
+    Everything above the driver (the capture thread, Opus, the hand-over, the
+    error messages, the hub's restarts) is the real code.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("plughw:1,0")
+        self.present = True
+        self.unplugged = threading.Event()
+        self.opens = 0
+
+    def _open_input(self) -> object:
+        self.opens += 1
+        if not self.present:
+            raise audio.MicrophoneError(
+                describe_alsa_error(self.device, "No such file or directory")
+            )
+        return object()
+
+    def _close_input(self, source: object) -> None:
+        pass
+
+    def _frames(self, run, source):  # type: ignore[no-untyped-def]
+        tone = TestToneSource()._frames(run, None)
+        for frame in tone:
+            if self.unplugged.is_set():
+                raise OSError(errno.ENODEV, "No such device")
+            yield frame
+
+
+async def test_a_microphone_unplugged_mid_stream_is_reported_and_picked_up_again() -> None:
+    mic = UnpluggableMic()
+    states: list[str] = []
+    hub = MediaHub(mic, kind="audio", queue_frames=25, idle_stop=1, stall_timeout=0.3)
+    hub._on_state_change = lambda: states.append(f"{hub.state}: {hub.fault}")
+    sub = hub.subscribe("alice")
+    try:
+        async with asyncio.timeout(10):
+            first = await sub.get()
+            mic.present = False
+            mic.unplugged.set()
+            while hub.fault is None or "stopped delivering" not in hub.fault:
+                await asyncio.sleep(0.01)
+            assert hub.fault == (
+                "alsa:plughw:1,0 stopped delivering (No such device; unplugged?); "
+                "continuing with video only"
+            )
+            while hub.fault is None or "not found" not in hub.fault:  # retried, still gone
+                await asyncio.sleep(0.01)
+            mic.unplugged.clear()
+            mic.present = True  # plugged back in
+            while hub.state is not SourceState.STREAMING or hub.fault is not None:
+                await asyncio.sleep(0.01)
+            while sub.queued == 0:
+                await asyncio.sleep(0.01)
+            later = sub._queue[-1]
+        assert mic.opens >= 3
+        assert later.pts > first.pts
+        assert any("stopped delivering" in s for s in states), states
+        assert not any("no audio frame" in s for s in states), states  # the cause stays shown
+        assert states[-1] == "streaming: None", states
+    finally:
+        await hub.close()

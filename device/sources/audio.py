@@ -23,10 +23,8 @@ import logging
 import math
 import os
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ import av.logging
 import numpy as np
 
 from ..media import EncodedFrame, FaultSink, FrameSink
+from .threaded import Run, ThreadedSource
 
 log = logging.getLogger("peercam.microphone")
 
@@ -65,42 +64,25 @@ def open_opus_encoder(bitrate: int = OPUS_BITRATE) -> av.AudioCodecContext:
     return ctx
 
 
-@dataclass(slots=True)
-class _Run:
-    loop: asyncio.AbstractEventLoop
-    generation: int
-    pts_base: int
-    stop: threading.Event
-    packets: int = 0
-
-    @property
-    def next_pts(self) -> int:
-        return self.pts_base + self.packets * FRAME_US
-
-
-class _OpusThreadSource:
-    """Common life of a microphone source: a capture thread, Opus, hand-over, generations."""
+class _OpusThreadSource(ThreadedSource):
+    """Common life of a microphone source: a capture thread, Opus once, hand-over."""
 
     codec = CODEC
     name = "microphone"
 
-    def __init__(self) -> None:
-        self._thread: threading.Thread | None = None
-        self._run: _Run | None = None
-        self._generation = 0
-        self._next_pts = 0
-        self._sink: FrameSink | None = None
-        self._on_fault: FaultSink | None = None
+    @property
+    def thread_name(self) -> str:
+        return f"peercam-{self.name}"
 
     @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+    def pts_step(self) -> int:
+        return FRAME_US
 
     # subclasses: open the input (blocking, may raise MicrophoneError) and read 20 ms frames
     def _open_input(self) -> Any:
         raise NotImplementedError
 
-    def _frames(self, run: _Run, source: Any) -> Iterator[av.AudioFrame]:
+    def _frames(self, run: Run, source: Any) -> Iterator[av.AudioFrame]:
         raise NotImplementedError
 
     def _close_input(self, source: Any) -> None:
@@ -110,65 +92,21 @@ class _OpusThreadSource:
         if self.running:
             return
         if self._thread is not None:
-            await self.stop()
+            await self.stop()  # the thread ended on its own (a read error): reap it
         source = await asyncio.to_thread(self._open_input)
         try:
             encoder = open_opus_encoder()
         except Exception:
             self._close_input(source)
             raise
-        self._generation += 1
-        self._sink, self._on_fault = sink, on_fault
-        run = _Run(
-            loop=asyncio.get_running_loop(),
-            generation=self._generation,
-            pts_base=self._next_pts,
-            stop=threading.Event(),
-        )
-        self._run = run
-        self._thread = threading.Thread(
-            target=self._capture,
-            args=(run, source, encoder),
-            name=f"peercam-{self.name}",
-            daemon=True,
-        )
-        self._thread.start()
-
-    async def stop(self) -> None:
-        thread, run = self._thread, self._run
-        if thread is None or run is None:
-            return
-        self._generation += 1
-        run.stop.set()
-        await asyncio.to_thread(thread.join, 5.0)
-        if thread.is_alive():
-            log.warning("microphone %s: capture thread did not end within 5 s", self.name)
-        self._thread = self._run = None
-        self._sink = self._on_fault = None
+        self._launch(sink, on_fault, self._capture, source, encoder)
 
     def request_keyframe(self) -> None:
         """Every Opus packet decodes on its own."""
 
-    def _post(self, run: _Run, callback: Callable[..., None], *args: Any) -> None:
-        try:
-            run.loop.call_soon_threadsafe(callback, run.generation, *args)
-        except RuntimeError:  # the loop is closed
-            run.stop.set()
-
-    def _deliver(self, generation: int, frame: EncodedFrame) -> None:
-        if generation == self._generation and self._sink is not None:
-            # the timeline continues after the last packet a viewer got: a packet
-            # still in flight when stop() ran is dropped and leaves no gap
-            self._next_pts = frame.pts + FRAME_US
-            self._sink(frame)
-
-    def _report(self, generation: int, message: str | None) -> None:
-        if generation == self._generation and self._on_fault is not None:
-            self._on_fault(message)
-
-    def _capture(self, run: _Run, source: Any, encoder: av.AudioCodecContext) -> None:
+    def _capture(self, run: Run, source: Any, encoder: av.AudioCodecContext) -> None:
         """Thread body: read, encode once, hand over; a read error is reported, not raised."""
-        samples = 0
+        samples = packets = 0
         try:
             for frame in self._frames(run, source):
                 if run.stop.is_set():
@@ -177,10 +115,9 @@ class _OpusThreadSource:
                 frame.time_base = Fraction(1, SAMPLE_RATE)
                 samples += frame.samples
                 for packet in encoder.encode(frame):
-                    data = bytes(packet)
-                    pts = run.next_pts
-                    run.packets += 1
-                    self._post(run, self._deliver, EncodedFrame(data, pts, True))
+                    pts = run.pts_base + packets * FRAME_US
+                    packets += 1
+                    self._post(run, self._deliver, EncodedFrame(bytes(packet), pts, True))
         except Exception as exc:
             if not run.stop.is_set():  # the hub logs the fault and restarts capture
                 self._post(run, self._report, self._describe_read_error(exc))
@@ -210,7 +147,7 @@ class TestToneSource(_OpusThreadSource):
     def _open_input(self) -> None:
         return None
 
-    def _frames(self, run: _Run, source: Any) -> Iterator[av.AudioFrame]:
+    def _frames(self, run: Run, source: Any) -> Iterator[av.AudioFrame]:
         step = 2 * math.pi * self.frequency / SAMPLE_RATE
         phase = 0.0
         index = np.arange(FRAME_SAMPLES)
@@ -344,7 +281,7 @@ class AlsaSource(_OpusThreadSource):
             except Exception as exc:
                 log.debug("microphone %s: close failed: %s", self.name, exc)
 
-    def _frames(self, run: _Run, source: Any) -> Iterator[av.AudioFrame]:
+    def _frames(self, run: Run, source: Any) -> Iterator[av.AudioFrame]:
         resampler = av.AudioResampler(
             format="s16", layout="mono", rate=SAMPLE_RATE, frame_size=FRAME_SAMPLES
         )

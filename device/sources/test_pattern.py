@@ -13,10 +13,8 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
 
 import av
 import numpy as np
@@ -24,6 +22,7 @@ from av.video.frame import PictureType
 
 from ..media import TIME_BASE, EncodedFrame, FaultSink, FrameSink, VideoInfo
 from . import h264, timecode
+from .threaded import Run, ThreadedSource
 
 log = logging.getLogger("peercam.camera")
 
@@ -397,18 +396,7 @@ def _wrap(buffer: np.ndarray) -> av.VideoFrame:
 # --------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Run:
-    """What one capture thread owns; nothing here is touched by two threads at once."""
-
-    loop: asyncio.AbstractEventLoop
-    generation: int
-    pts_base: int
-    stop: threading.Event
-    last_pts: int | None = None
-
-
-class TestPatternSource:
+class TestPatternSource(ThreadedSource):
     """An ``EncodedSource`` that renders and encodes a test pattern on one thread.
 
     The thread imitates picamera2's encoder thread: it paces itself with a
@@ -433,18 +421,13 @@ class TestPatternSource:
     ) -> None:
         if fps <= 0 or keyframe_interval <= 0 or bitrate <= 0:
             raise ValueError("fps, bitrate and keyframe_interval must be positive")
+        super().__init__()
         self.info = VideoInfo(codec="H264", width=width, height=height, fps=fps)
         self._bitrate = bitrate
         self._keyframe_interval = keyframe_interval
         self._name = name
         self._renderer = PatternRenderer(width, height, name, pattern)
         self._keyframe_wanted = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._run: _Run | None = None
-        self._generation = 0
-        self._next_pts = 0
-        self._sink: FrameSink | None = None
-        self._on_fault: FaultSink | None = None
         #: Frame slots skipped because the thread fell behind (for status pages).
         self.frames_skipped = 0
 
@@ -453,8 +436,12 @@ class TestPatternSource:
         return round(1_000_000 / self.info.fps)
 
     @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+    def pts_step(self) -> int:
+        return self.frame_interval_us
+
+    @property
+    def thread_name(self) -> str:
+        return "peercam-test-pattern"
 
     async def start(self, sink: FrameSink, on_fault: FaultSink) -> None:
         """Open the encoder (errors raise here) and start the capture thread."""
@@ -464,19 +451,7 @@ class TestPatternSource:
                 return
             await self.stop()  # the thread ended on its own (its loop closed): reap it
         encoder = await asyncio.to_thread(self._open_encoder)
-        self._generation += 1
-        self._sink, self._on_fault = sink, on_fault
-        run = _Run(
-            loop=asyncio.get_running_loop(),
-            generation=self._generation,
-            pts_base=self._next_pts,
-            stop=threading.Event(),
-        )
-        self._run = run
-        self._thread = threading.Thread(
-            target=self._capture, args=(run, encoder), name="peercam-test-pattern", daemon=True
-        )
-        self._thread.start()
+        self._launch(sink, on_fault, self._capture, encoder)
         log.info(
             "test pattern %dx%d@%d, %d bit/s, IDR every %d frames",
             self.info.width,
@@ -485,19 +460,6 @@ class TestPatternSource:
             self._bitrate,
             self._keyframe_interval,
         )
-
-    async def stop(self) -> None:
-        """Stop and join the thread without blocking the loop; drop undelivered frames."""
-        thread, run = self._thread, self._run
-        if thread is None or run is None:
-            return
-        self._generation += 1  # frames already queued on the loop are now ignored
-        run.stop.set()
-        await asyncio.to_thread(thread.join)
-        self._thread = self._run = None
-        self._sink = self._on_fault = None
-        if run.last_pts is not None:
-            self._next_pts = run.last_pts + self.frame_interval_us
 
     def request_keyframe(self) -> None:
         """Ask for an IDR as the next encoded frame; repeated requests coalesce."""
@@ -514,23 +476,7 @@ class TestPatternSource:
             keyframe_interval=self._keyframe_interval,
         )
 
-    def _post(self, run: _Run, callback: Callable[..., None], *args: Any) -> None:
-        """Run ``callback(*args)`` on the loop; a closed loop ends the thread."""
-        try:
-            run.loop.call_soon_threadsafe(callback, run.generation, *args)
-        except RuntimeError:
-            log.debug("event loop closed; test pattern thread ends")
-            run.stop.set()
-
-    def _deliver(self, generation: int, frame: EncodedFrame) -> None:
-        if generation == self._generation and self._sink is not None:
-            self._sink(frame)
-
-    def _report(self, generation: int, message: str | None) -> None:
-        if generation == self._generation and self._on_fault is not None:
-            self._on_fault(message)
-
-    def _capture(self, run: _Run, encoder: av.VideoCodecContext | None) -> None:
+    def _capture(self, run: Run, encoder: av.VideoCodecContext | None) -> None:
         """Thread body: pace, render, encode, deliver; faults are reported, not fatal."""
         period = 1.0 / self.info.fps
         t0 = time.monotonic()
@@ -565,7 +511,7 @@ class TestPatternSource:
             slot += 1
         del encoder  # frees the codec; pending output is deliberately not flushed
 
-    def _next_slot(self, run: _Run, t0: float, period: float, slot: int) -> int | None:
+    def _next_slot(self, run: Run, t0: float, period: float, slot: int) -> int | None:
         """Sleep until frame slot ``slot`` is due; None once stopped.
 
         A thread that is a whole period or more late skips the missed slots
@@ -582,7 +528,7 @@ class TestPatternSource:
             log.debug("test pattern fell behind: skipping %d frame slot(s)", missed)
         return slot + missed
 
-    def _render(self, run: _Run, slot: int) -> av.VideoFrame:
+    def _render(self, run: Run, slot: int) -> av.VideoFrame:
         """The picture for a slot, stamped with its capture time, pts in microseconds."""
         t_us = time.time_ns() // 1000
         frame = _wrap(self._renderer.render(slot / self.info.fps, t_us))
@@ -592,7 +538,7 @@ class TestPatternSource:
             frame.pict_type = PictureType.I  # with forced-idr=1: an IDR, SPS/PPS in front
         return frame
 
-    def _encode(self, run: _Run, encoder: av.VideoCodecContext, frame: av.VideoFrame) -> None:
+    def _encode(self, run: Run, encoder: av.VideoCodecContext, frame: av.VideoFrame) -> None:
         """Encode one picture and hand each access unit to the loop.
 
         ``keyframe`` comes from the NAL units, not from libx264's flag: what
@@ -601,5 +547,4 @@ class TestPatternSource:
         for packet in encoder.encode(frame):
             data = bytes(packet)
             pts = frame.pts if packet.pts is None else int(packet.pts)
-            run.last_pts = pts
             self._post(run, self._deliver, EncodedFrame(data, pts, h264.is_idr(data)))

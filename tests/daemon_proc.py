@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import datetime as dt
 import json
 import math
 import os
@@ -55,11 +56,12 @@ def _toml_string(text: str) -> str:
     return "".join(out)
 
 
-def _toml_key(key: str) -> str:
+def toml_key(key: str) -> str:
     return key if _BARE_KEY.match(key) else _toml_string(key)
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
+    """A TOML inline value (tables inline, so any nesting fits on one line)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -74,8 +76,13 @@ def _toml_value(value: Any) -> str:
         return _toml_string(value)
     if isinstance(value, Path):
         return _toml_string(str(value))
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
     if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = (f"{toml_key(str(k))} = {toml_value(v)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
     raise TypeError(f"cannot write {type(value).__name__} {value!r} as a TOML value")
 
 
@@ -89,15 +96,15 @@ def to_toml(data: Mapping[str, Any]) -> str:
     tables = {k: v for k, v in data.items() if isinstance(v, Mapping)}
     for key, value in data.items():
         if key not in tables:
-            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+            lines.append(f"{toml_key(key)} = {toml_value(value)}")
     for name, table in tables.items():
         if lines:
             lines.append("")
-        lines.append(f"[{_toml_key(name)}]")
+        lines.append(f"[{toml_key(name)}]")
         for key, value in table.items():
             if isinstance(value, Mapping):
                 raise TypeError(f"nested table [{name}.{key}] is not supported by to_toml")
-            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+            lines.append(f"{toml_key(key)} = {toml_value(value)}")
     return "\n".join(lines) + "\n"
 
 

@@ -7,16 +7,14 @@ in a traceback.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import math
 from pathlib import Path
-from typing import Any
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from peercam.config import Config, ConfigError, load_config
+from tests.daemon_proc import toml_value
 
 FUZZ = settings(
     max_examples=100,
@@ -29,29 +27,6 @@ SCHEMA = {
     for name, model in Config.model_fields.items()
     if name != "source_path"
 }
-
-
-def toml_value(value: Any) -> str:
-    """A TOML inline value (tables inline, so any nesting fits on one line)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # JSON string escapes are valid TOML basic-string escapes
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(type(value))
 
 
 scalars = st.one_of(

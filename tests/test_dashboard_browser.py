@@ -50,7 +50,8 @@ async def test_sign_in_with_the_form_and_see_the_device_live(
     daemon = await start_device(daemon_factory, broker, tmp_path)
     page, log = await new_page(chromium)
     await page.goto(site)
-    assert await page.evaluate("document.body.dataset.view") == "signin"
+    # "loading" until config.json has been fetched (after the load event goto waits for)
+    await wait_js(page, "() => document.body.dataset.view === 'signin'", 10, "sign-in view")
     await page.screenshot(path=shot("dashboard-signin.png"))
 
     await page.fill("#f-broker", broker.ws_url)

@@ -156,7 +156,13 @@ async def test_peercam_dashboard_serves_it_with_the_broker_prefilled(
 
         page, log = await new_page(chromium)
         await page.goto(url)
-        assert await page.input_value("#f-broker") == broker.ws_url
+        # the form is filled from config.json, fetched after the load event goto waits for
+        await wait_js(
+            page,
+            f"() => document.getElementById('f-broker').value === {json.dumps(broker.ws_url)}",
+            10,
+            "broker URL from config.json",
+        )
         await sign_in_with_form(page, None)
         await wait_frames(page, "frontdoor", 10, 30)
         assert not log.unexpected(), log.errors

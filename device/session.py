@@ -14,8 +14,10 @@ import time
 from collections.abc import Callable
 from enum import StrEnum
 
+from aioice.mdns import is_mdns_hostname
 from aiortc import (
     RTCConfiguration,
+    RTCIceCandidate,
     RTCIceServer,
     RTCPeerConnection,
     RTCRtpSender,
@@ -135,6 +137,7 @@ class Session:
         self.connected_at: float | None = None
         self.keyframe_requests = 0
         self.remote_candidates = 0  # in the offer plus trickled
+        self._resolving: set[asyncio.Task[None]] = set()  # mDNS candidates being resolved
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._pc.on("track", self._on_track)
 
@@ -277,13 +280,44 @@ class Session:
             ) from None
         ice.sdpMid = candidate.sdp_mid
         ice.sdpMLineIndex = candidate.sdp_mline_index
+        if ice.sdpMid is None and ice.sdpMLineIndex is None:
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                "ICE candidate has neither sdp_mid nor sdp_mline_index",
+                self.id,
+            )
+        self.remote_candidates += 1
+        if is_mdns_hostname(ice.ip):
+            self._resolve_in_background(ice)
+            await asyncio.sleep(0)  # its first step registers it with aioice (see below)
+            return
         try:
             await self._pc.addIceCandidate(ice)
         except Exception as exc:
+            self.remote_candidates -= 1
             raise ProtocolError(
                 ErrorCode.BAD_REQUEST, f"ICE candidate refused: {describe(exc)}", self.id
             ) from None
-        self.remote_candidates += 1
+
+    def _resolve_in_background(self, ice: RTCIceCandidate) -> None:
+        """Add an mDNS candidate (``<uuid>.local``) without holding up the viewer's messages.
+
+        Browsers hide LAN addresses behind mDNS names; aioice resolves each
+        one, waiting up to a second when nobody answers (multicast blocked).
+        The viewer's next messages (more candidates, bye) need not wait for
+        that.  aioice counts the candidate as pending from the first step of
+        the task, so an end-of-candidates that follows still waits for it.
+        """
+
+        async def add() -> None:
+            try:
+                await self._pc.addIceCandidate(ice)
+            except Exception as exc:
+                log.info("%s: ICE candidate %s refused: %s", self.label, ice.ip, describe(exc))
+
+        task = asyncio.get_running_loop().create_task(add(), name=f"peercam-mdns-{self.label}")
+        self._resolving.add(task)
+        task.add_done_callback(self._resolving.discard)
 
     @property
     def talkback(self) -> bool:
@@ -419,6 +453,8 @@ class Session:
                 track.stop()
             if self._talkback_task is not None:
                 self._talkback_task.cancel()
+            for task in self._resolving:
+                task.cancel()
             self._close_task = asyncio.get_running_loop().create_task(
                 self._close_peer_connection(), name=f"peercam-close-{self.label}"
             )

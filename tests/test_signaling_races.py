@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aioice.ice
 import pytest
 
 from peercam.config import WebRtcConfig
@@ -250,5 +251,104 @@ async def test_a_shutdown_does_not_wait_out_a_last_wills_grace() -> None:
         assert graces[0].cancelled()
         assert not signaling.sessions
         assert [m["type"] for m in h.to("alice")].count("bye") == 1, h.to("alice")
+    finally:
+        await h.close()
+
+
+class SilentLan:
+    """aioice's mDNS resolver on a LAN where nobody answers until ``answer()``."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.answered = asyncio.Event()
+
+    async def resolve(self, hostname: str, timeout: float | None = 1.0) -> str | None:
+        self.asked.append(hostname)
+        await self.answered.wait()
+        return "127.0.0.1"
+
+
+async def trickling_offer(h: Harness, viewer: str, session: str) -> None:
+    """An offer like a browser's: more candidates may follow (no a=end-of-candidates)."""
+    sdp = "".join(
+        line for line in (await h.offer_sdp()).splitlines(True) if "end-of-candidates" not in line
+    )
+    h.send(viewer, {"type": "offer", "session": session, "sdp": sdp})
+    assert (await h.reply(viewer, session))["type"] == "answer"
+
+
+def mdns_line(n: int) -> str:
+    host = f"{n:08x}-7a1c-4d2e-9f00-5b1e2c3d4e5f.local"
+    return f"candidate:{n} 1 udp 2122260223 {host} 5{n:04d} typ host"
+
+
+async def test_mdns_candidates_resolve_side_by_side_without_holding_up_the_viewer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A browser's trickled ``<uuid>.local`` candidates: each may take aioice a second.
+
+    They are resolved at the same time, the viewer's next messages are
+    handled meanwhile, and end-of-candidates still waits for them.
+    """
+    lan = SilentLan()
+
+    async def mdns_protocol(subscriber: object) -> SilentLan:
+        return lan
+
+    monkeypatch.setattr(aioice.ice, "get_or_create_mdns_protocol", mdns_protocol)
+    h = Harness()
+    signaling = h.start()
+    try:
+        await trickling_offer(h, "alice", "alice-one1")
+        session = signaling.sessions[("alice", "alice-one1")]
+        for n in (1, 2):
+            candidate = {"candidate": mdns_line(n), "sdpMid": "0", "sdpMLineIndex": 0}
+            h.send("alice", {"type": "candidate", "session": "alice-one1", "candidate": candidate})
+        h.send("alice", {"type": "candidate", "session": "alice-one1", "candidate": None})
+        h.send("alice", {"type": "hello", "session": "alice-two2"})
+        welcome = await h.reply("alice", "alice-two2", types=("welcome",))  # not held up
+        assert welcome["session"] == "alice-two2"
+        for _ in range(500):
+            if len(lan.asked) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert len(lan.asked) == 2, lan.asked  # both asked before either was answered
+        lan.answered.set()
+        ice = session._pc.getTransceivers()[0].receiver.transport.transport
+        for _ in range(500):
+            ports = {c.port for c in ice.getRemoteCandidates() if c.ip.endswith(".local")}
+            if {50001, 50002} <= ports:
+                break
+            await asyncio.sleep(0.01)
+        assert {50001, 50002} <= ports, ice.getRemoteCandidates()
+        assert not [m for m in h.to("alice") if m["type"] == "error"], h.to("alice")
+    finally:
+        await h.close()
+
+
+async def test_a_session_closed_while_an_mdns_name_resolves_cancels_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lan = SilentLan()
+
+    async def mdns_protocol(subscriber: object) -> SilentLan:
+        return lan
+
+    monkeypatch.setattr(aioice.ice, "get_or_create_mdns_protocol", mdns_protocol)
+    h = Harness()
+    signaling = h.start()
+    try:
+        await trickling_offer(h, "alice", "alice-one1")
+        session = signaling.sessions[("alice", "alice-one1")]
+        await session.add_candidate(IceCandidate(mdns_line(3), "0", 0))
+        (resolving,) = session._resolving
+        assert lan.asked and not resolving.done()
+        h.send("alice", {"type": "bye", "session": "alice-one1"})
+        for _ in range(500):
+            if resolving.done():
+                break
+            await asyncio.sleep(0.01)
+        assert resolving.cancelled()
+        assert not signaling.sessions
     finally:
         await h.close()

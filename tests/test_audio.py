@@ -122,7 +122,9 @@ class UnpluggableMic(audio.AlsaSource):
 async def test_a_microphone_unplugged_mid_stream_is_reported_and_picked_up_again() -> None:
     mic = UnpluggableMic()
     states: list[str] = []
-    hub = MediaHub(mic, kind="audio", queue_frames=25, idle_stop=1, stall_timeout=0.3)
+    # stall_timeout: far above a busy machine's gaps between frames (a stall would
+    # overwrite the cause), short enough to restart the unplugged source quickly.
+    hub = MediaHub(mic, kind="audio", queue_frames=25, idle_stop=1, stall_timeout=2)
     hub._on_state_change = lambda: states.append(f"{hub.state}: {hub.fault}")
     sub = hub.subscribe("alice")
     try:

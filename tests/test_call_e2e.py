@@ -249,7 +249,7 @@ async def test_bouncing_button_rings_once_and_stuck_button_is_reported(
 
     door.button.drive_low()  # and now it stays down
     status = await alice.wait_status(
-        lambda s: any("call button" in f for f in s.get("faults", [])), timeout=5
+        lambda s: any("call button" in f for f in s.get("faults", [])), timeout=15
     )
     assert "stuck" in " ".join(status["faults"])
     door.button.drive_high()
@@ -276,7 +276,8 @@ async def test_press_during_call_can_hang_up(
 async def test_door_opens_only_for_an_allowed_viewer_in_the_call(
     door_factory: StartDoor, viewer_factory: ViewerFactory, mosquitto: MosquittoBroker
 ) -> None:
-    door = await door_factory(gpio={"door_pin": DOOR, "door_pulse": 0.3, "door_openers": ["alice"]})
+    # door_pulse longer than the 1 s default: a relay held at least this long used the setting.
+    door = await door_factory(gpio={"door_pin": DOOR, "door_pulse": 1.5, "door_openers": ["alice"]})
     alice = await viewer_factory(mosquitto, "alice")
     bob = await viewer_factory(mosquitto, "bob")
     status = await alice.wait_status(state="online")
@@ -307,7 +308,8 @@ async def test_door_opens_only_for_an_allowed_viewer_in_the_call(
     )
     pulse = [s for s in door.factory.pin(DOOR).states]
     on = next(i for i, s in enumerate(pulse) if s.state)
-    assert pulse[on + 1].timestamp == pytest.approx(0.3, abs=0.25)  # held for door_pulse
+    # Held for door_pulse: never less; a busy event loop may only release it later.
+    assert pulse[on + 1].timestamp >= 1.45, pulse
 
 
 async def test_quick_reply_plays_on_the_speaker(

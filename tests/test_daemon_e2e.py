@@ -573,7 +573,8 @@ OUTAGE = 3.0  # seconds the broker stays down
 
 
 async def _outage(broker: MosquittoBroker, watch: WatchSession, *, crash: bool) -> int:
-    """Take the broker down for OUTAGE seconds (same port after); frames decoded meanwhile."""
+    """Take the broker down (same port after) for OUTAGE seconds, and for as long as it takes
+    to decode FRAMES more frames (bounded by WAIT); returns the frames decoded meanwhile."""
     port = broker.port
     down_at = time.monotonic()
     before = watch.frames
@@ -582,7 +583,7 @@ async def _outage(broker: MosquittoBroker, watch: WatchSession, *, crash: bool) 
     else:
         broker.stop()
     with contextlib.suppress(AssertionError):  # judged by the caller from the count
-        await watch.wait_more_frames(FRAMES, OUTAGE)
+        await watch.wait_more_frames(FRAMES, WAIT)
     if (left := OUTAGE - (time.monotonic() - down_at)) > 0:
         await asyncio.sleep(left)  # the outage itself, not a wait for an event
     during = watch.frames - before
@@ -598,7 +599,7 @@ async def test_broker_outage_media_continues_and_the_daemon_comes_back(
     viewer_factory: ViewerFactory,
     crash: bool,
 ) -> None:
-    """The broker is down for 3 s (clean stop, or SIGKILL), then back on the same port.
+    """The broker is down for 3 s or more (clean stop, or SIGKILL), then back on the same port.
 
     P2P media does not notice; the daemon reconnects by itself and new viewers
     can watch.  A clean stop makes mosquitto publish every client's last will

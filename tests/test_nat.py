@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -163,8 +162,7 @@ async def test_wrong_turn_secret_is_reported_and_sessions_end(
     assert TURN_UDP in fault and "401" in fault and "static-auth-secret" in fault, fault
     # Its viewers' credentials are minted with the same wrong secret: with
     # symmetric NATs and no relay, no path exists; the session must end (bye
-    # failed) within connect_timeout, not hang.
-    started = time.monotonic()
+    # failed) within connect_timeout, not hang (the lab viewer waits for it 20 s at most).
     viewer = await run_lab_viewer(lab, "--turn", "udp", "--expect-failure", timeout=20)
     print(f"\n[nat] wrong TURN secret: offer→answer {viewer['offer_to_answer'] * 1000:.0f} ms, "
           f"bye {viewer['bye']} after {viewer['ended_after']:.1f} s "
@@ -173,7 +171,6 @@ async def test_wrong_turn_secret_is_reported_and_sessions_end(
     assert viewer["bye"].get("reason") == "failed"
     assert viewer["frames"] == 0
     assert "relay" not in viewer["local_candidates"]
-    assert time.monotonic() - started < 60
 
 
 async def peercam_check(lab: NetLab, config: dict[str, Any], workdir: Path) -> tuple[int, str]:

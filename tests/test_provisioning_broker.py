@@ -445,11 +445,17 @@ async def test_daemon_connects_over_tls_with_the_generated_ca(
     )
     site.add_viewer("carol", "porch")
     site.export()
+    broker = site.broker
+    assert broker is not None
+    reloads = broker.log_text().count("Reloading config")
     site.reload_broker()
     bundle = site.bundle_config("porch")
     assert bundle["mqtt"]["url"] == f"mqtts://localhost:{site.mqtts_port}"
     assert Path(bundle["mqtt"]["ca_file"]).read_bytes() == site.ca_file.read_bytes()  # noqa: ASYNC240
-    await asyncio.sleep(0.5)  # let the reload finish before porch logs in
+    # porch and carol exist for the broker once it has reloaded
+    await eventually(
+        lambda: broker.log_text().count("Reloading config") > reloads, 10, "mosquitto's reload"
+    )
     daemon = await run_daemon(site, "porch")
     carol = await viewer(site, "carol", device="porch")
     try:

@@ -28,6 +28,7 @@ import pytest
 from peercam.provisioning.caddy import render_caddyfile
 from peercam.provisioning.registry import Registry
 from tests.daemon_proc import DaemonProcess, attach_log
+from tests.dashboard_env import wait_js
 from tests.mosquitto import free_port, port_accepts
 from tests.provisioned import Site
 
@@ -187,7 +188,8 @@ async def test_phone_path_https_dashboard_through_caddy_watches_live(
         # mallory (enrolled for backdoor only) signs in on the same page: nothing to see.
         other = await context.new_page()
         await other.goto(dashboard_url(port, "mallory", site.passwords["mallory"]))
-        await asyncio.sleep(3.0)
+        await wait_js(other, "() => window.peercam.broker === 'connected'", 20, "mallory in")
+        await asyncio.sleep(3.0)  # what the broker would let through has arrived by now
         seen = await other.evaluate(
             "() => [window.peercam.broker, window.peercam.device,"
             " window.peercam.stats.framesDecoded]"

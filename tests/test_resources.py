@@ -43,16 +43,20 @@ async def test_peer_connections_tasks_and_fds_are_counted() -> None:
 
 async def test_the_reporter_logs_a_line_every_interval(caplog: pytest.LogCaptureFixture) -> None:
     reporter = ResourceReporter(0.05, lambda: Counts(1, 2, 3, 4, 5))
+
+    def logged() -> list[ResourceReport]:
+        return [r for r in map(ResourceReport.parse, caplog.messages) if r is not None]
+
     with caplog.at_level(logging.INFO, logger="peercam.resources"):
         task = asyncio.create_task(reporter.run())
-        for _ in range(200):  # two lines are due after 0.1 s; a loaded machine may take longer
-            if sum(ResourceReport.parse(m) is not None for m in caplog.messages) >= 2:
-                break
-            await asyncio.sleep(0.05)
+        # (its first full collection of this test process's heap may take a while)
+        async with asyncio.timeout(10):
+            while len(logged()) < 2:
+                await asyncio.sleep(0.05)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
     gc.unfreeze()  # the reporter froze this test process's heap
-    reports = [r for r in map(ResourceReport.parse, caplog.messages) if r is not None]
+    reports = logged()
     assert len(reports) >= 2
     assert (reports[0].sessions, reports[0].consumers) == (1, 5)

@@ -45,13 +45,17 @@ async def test_the_tone_is_encoded_once_and_every_subscriber_gets_the_same_packe
 async def test_a_restarted_tone_continues_the_timeline() -> None:
     source = TestToneSource()
     got: list = []
-    await source.start(got.append, lambda m: None)
-    await asyncio.sleep(0.2)
-    await source.stop()
+
+    async def run_until(count: int) -> None:
+        await source.start(got.append, lambda m: None)
+        async with asyncio.timeout(10):
+            while len(got) < count:
+                await asyncio.sleep(0.02)
+        await source.stop()
+
+    await run_until(5)
     first = len(got)
-    await source.start(got.append, lambda m: None)
-    await asyncio.sleep(0.2)
-    await source.stop()
+    await run_until(first + 5)
     pts = [f.pts for f in got]
     assert first > 0 and len(got) > first
     assert pts == list(range(0, len(pts) * FRAME_US, FRAME_US))

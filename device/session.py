@@ -280,24 +280,17 @@ class Session:
             ) from None
         ice.sdpMid = candidate.sdp_mid
         ice.sdpMLineIndex = candidate.sdp_mline_index
-        if ice.sdpMid is None and ice.sdpMLineIndex is None:
-            raise ProtocolError(
-                ErrorCode.BAD_REQUEST,
-                "ICE candidate has neither sdp_mid nor sdp_mline_index",
-                self.id,
-            )
-        self.remote_candidates += 1
         if is_mdns_hostname(ice.ip):
             self._resolve_in_background(ice)
             await asyncio.sleep(0)  # its first step registers it with aioice (see below)
-            return
-        try:
-            await self._pc.addIceCandidate(ice)
-        except Exception as exc:
-            self.remote_candidates -= 1
-            raise ProtocolError(
-                ErrorCode.BAD_REQUEST, f"ICE candidate refused: {describe(exc)}", self.id
-            ) from None
+        else:
+            try:
+                await self._pc.addIceCandidate(ice)
+            except Exception as exc:
+                raise ProtocolError(
+                    ErrorCode.BAD_REQUEST, f"ICE candidate refused: {describe(exc)}", self.id
+                ) from None
+        self.remote_candidates += 1
 
     def _resolve_in_background(self, ice: RTCIceCandidate) -> None:
         """Add an mDNS candidate (``<uuid>.local``) without holding up the viewer's messages.
@@ -481,17 +474,9 @@ class Session:
         A ``close()`` stuck in a sender or the SCTP association would otherwise
         leave the sockets, and their file descriptors, open for good.
         """
-        connections = {}
-        for transceiver in self._pc.getTransceivers():
-            for side in (transceiver.sender, transceiver.receiver):
-                connection = getattr(
-                    getattr(getattr(side, "transport", None), "transport", None),
-                    "_connection",
-                    None,
-                )
-                if connection is not None:
-                    connections[id(connection)] = connection
-        for connection in connections.values():
+        # the transceivers' ICE transports (under BUNDLE, one shared by all)
+        connections = {t.sender.transport.transport._connection for t in self._pc.getTransceivers()}
+        for connection in connections:
             try:
                 await asyncio.wait_for(connection.close(), ICE_CLOSE_TIMEOUT)
             except TimeoutError:

@@ -13,8 +13,9 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from .calls import CallManager
 from .config import WebRtcConfig
@@ -120,9 +121,9 @@ class Signaling:
         # shutdown waits for all peer connections to finish closing.
         self._every_session: weakref.WeakSet[Session] = weakref.WeakSet()
         self._inboxes: dict[str, _ViewerInbox] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         # viewers' last wills waiting out WILL_GRACE; a shutdown cancels them
-        self._will_graces: set[asyncio.Task[None]] = set()
+        self._will_graces: set[asyncio.Task[Any]] = set()
         self._status_changed = asyncio.Event()
         self._status_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -381,7 +382,7 @@ class Signaling:
                 # down publishes every client's will before it drops us too:
                 # wait a moment, and keep the (peer-to-peer) sessions if our
                 # own link went down meanwhile.
-                task = asyncio.get_running_loop().create_task(
+                task = self._spawn(
                     self._close_after_will_grace(viewer, targets, self._link_losses),
                     name=f"peercam-will-{viewer}",
                 )
@@ -450,10 +451,13 @@ class Signaling:
     async def _send_error(self, viewer: str, exc: ProtocolError) -> None:
         await self._send(viewer, error_message(exc.code, exc.message, exc.session))
 
-    def _spawn(self, coro: Awaitable[object]) -> None:
-        task = asyncio.ensure_future(coro)
+    def _spawn(
+        self, coro: Coroutine[Any, Any, object], name: str | None = None
+    ) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # --- status ---------------------------------------------------------------------
 

@@ -91,8 +91,7 @@ class _OpusThreadSource(ThreadedSource):
     async def start(self, sink: FrameSink, on_fault: FaultSink) -> None:
         if self.running:
             return
-        if self._thread is not None:
-            await self.stop()  # the thread ended on its own (a read error): reap it
+        await self.stop()  # reaps a thread that ended on its own (a read error); else a no-op
         source = await asyncio.to_thread(self._open_input)
         try:
             encoder = open_opus_encoder()

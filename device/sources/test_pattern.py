@@ -445,11 +445,10 @@ class TestPatternSource(ThreadedSource):
 
     async def start(self, sink: FrameSink, on_fault: FaultSink) -> None:
         """Open the encoder (errors raise here) and start the capture thread."""
-        if self._thread is not None:
-            if self._thread.is_alive():
-                log.debug("test pattern already running")
-                return
-            await self.stop()  # the thread ended on its own (its loop closed): reap it
+        if self.running:
+            log.debug("test pattern already running")
+            return
+        await self.stop()  # reaps a thread that ended on its own (its loop closed); else a no-op
         encoder = await asyncio.to_thread(self._open_encoder)
         self._launch(sink, on_fault, self._capture, encoder)
         log.info(

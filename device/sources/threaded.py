@@ -61,7 +61,7 @@ class ThreadedSource:
 
     def _launch(
         self, sink: FrameSink, on_fault: FaultSink, body: Callable[..., None], *args: Any
-    ) -> Run:
+    ) -> None:
         """Start ``body(run, *args)`` on a new thread as the current run."""
         self._generation += 1
         self._sink, self._on_fault = sink, on_fault
@@ -76,7 +76,6 @@ class ThreadedSource:
             target=body, args=(run, *args), name=self.thread_name, daemon=True
         )
         self._thread.start()
-        return run
 
     async def stop(self) -> None:
         """End the run: nothing more is delivered; the thread is joined off the loop."""

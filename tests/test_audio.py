@@ -20,6 +20,7 @@ from peercam.sources.audio import (
     describe_alsa_error,
     use_system_alsa_config,
 )
+from tests.waiting import wait_until
 
 
 async def test_the_tone_is_encoded_once_and_every_subscriber_gets_the_same_packets() -> None:
@@ -48,9 +49,7 @@ async def test_a_restarted_tone_continues_the_timeline() -> None:
 
     async def run_until(count: int) -> None:
         await source.start(got.append, lambda m: None)
-        async with asyncio.timeout(10):
-            while len(got) < count:
-                await asyncio.sleep(0.02)
+        await wait_until(lambda: len(got) >= count, f"{count} packets")
         await source.stop()
 
     await run_until(5)
@@ -132,25 +131,22 @@ async def test_a_microphone_unplugged_mid_stream_is_reported_and_picked_up_again
     hub._on_state_change = lambda: states.append(f"{hub.state}: {hub.fault}")
     sub = hub.subscribe("alice")
     try:
-        async with asyncio.timeout(10):
-            first = await sub.get()
-            mic.present = False
-            mic.unplugged.set()
-            while hub.fault is None or "stopped delivering" not in hub.fault:
-                await asyncio.sleep(0.01)
-            assert hub.fault == (
-                "alsa:plughw:1,0 stopped delivering (No such device; unplugged?); "
-                "continuing with video only"
-            )
-            while hub.fault is None or "not found" not in hub.fault:  # retried, still gone
-                await asyncio.sleep(0.01)
-            mic.unplugged.clear()
-            mic.present = True  # plugged back in
-            while hub.state is not SourceState.STREAMING or hub.fault is not None:
-                await asyncio.sleep(0.01)
-            while sub.queued == 0:
-                await asyncio.sleep(0.01)
-            later = sub._queue[-1]
+        first = await asyncio.wait_for(sub.get(), 10)
+        mic.present = False
+        mic.unplugged.set()
+        await wait_until(lambda: "stopped delivering" in (hub.fault or ""), "the read error")
+        assert hub.fault == (
+            "alsa:plughw:1,0 stopped delivering (No such device; unplugged?); "
+            "continuing with video only"
+        )
+        await wait_until(lambda: "not found" in (hub.fault or ""), "a retry, the mic still gone")
+        mic.unplugged.clear()
+        mic.present = True  # plugged back in
+        await wait_until(
+            lambda: hub.state is SourceState.STREAMING and hub.fault is None, "streaming again"
+        )
+        await wait_until(lambda: sub.queued > 0, "a packet after the replug")
+        later = sub._queue[-1]
         assert mic.opens >= 3
         assert later.pts > first.pts
         assert any("stopped delivering" in s for s in states), states

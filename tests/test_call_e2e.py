@@ -31,6 +31,7 @@ from tests.daemon_proc import default_config, merge_config
 from tests.mosquitto import MosquittoBroker
 from tests.tone import ToneTrack, dominant_frequency, read_wav, rms
 from tests.viewer import ViewerFactory
+from tests.waiting import wait_until
 
 BUTTON, LED, DOOR = 17, 27, 22
 
@@ -104,13 +105,6 @@ async def retained(broker: MosquittoBroker, topic: str, timeout: float = 10.0) -
                 assert isinstance(payload, bytes | bytearray)
                 return bytes(payload)
     raise AssertionError("unreachable")
-
-
-async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.05)
-    assert predicate(), what
 
 
 def audio_direction(sdp: str | None) -> str:

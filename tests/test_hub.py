@@ -8,6 +8,7 @@ import pytest
 
 from peercam.hub import MediaHub, SourceState, SubscriptionClosed
 from peercam.media import EncodedFrame, FaultSink, FrameSink
+from tests.waiting import wait_until
 
 
 class ScriptedSource:
@@ -48,22 +49,16 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def until(cond, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.01)
-
-
 async def test_source_runs_only_while_someone_watches() -> None:
     src = ScriptedSource()
     hub = MediaHub(src, kind="video", queue_frames=4, idle_stop=0.05)
     assert src.starts == 0
     sub = hub.subscribe("a")
-    await until(lambda: src.sink is not None)
+    await wait_until(lambda: src.sink is not None, "src.sink is not None", 5.0)
     src.push(keyframe=True)
     assert hub.state is SourceState.STREAMING
     sub.close()
-    await until(lambda: src.stops == 1)
+    await wait_until(lambda: src.stops == 1, "src.stops == 1", 5.0)
     assert hub.state is SourceState.IDLE
     await hub.close()
 
@@ -72,7 +67,7 @@ async def test_new_consumer_starts_on_an_idr_and_asks_for_one() -> None:
     src = ScriptedSource()
     hub = MediaHub(src, kind="video", queue_frames=8, idle_stop=1)
     first = hub.subscribe("first")
-    await until(lambda: src.sink is not None)
+    await wait_until(lambda: src.sink is not None, "src.sink is not None", 5.0)
     src.push(keyframe=True)
     src.push()
     late = hub.subscribe("late")
@@ -89,7 +84,7 @@ async def test_without_idr_on_join_a_newcomer_waits_for_the_periodic_idr() -> No
     src = ScriptedSource()
     hub = MediaHub(src, kind="video", queue_frames=8, idle_stop=1, idr_on_join=False)
     hub.subscribe("first")
-    await until(lambda: src.sink is not None)
+    await wait_until(lambda: src.sink is not None, "src.sink is not None", 5.0)
     src.push(keyframe=True)
     late = hub.subscribe("late")
     src.push()
@@ -104,7 +99,7 @@ async def test_keyframe_requests_are_coalesced() -> None:
     src = ScriptedSource()
     hub = MediaHub(src, kind="video", queue_frames=8, idle_stop=1)
     hub.subscribe()
-    await until(lambda: src.sink is not None)
+    await wait_until(lambda: src.sink is not None, "src.sink is not None", 5.0)
     src.push(keyframe=True)
     for _ in range(10):
         hub.request_keyframe("test")
@@ -120,7 +115,7 @@ async def test_slow_consumer_skips_to_next_idr_without_growing() -> None:
     hub = MediaHub(src, kind="video", queue_frames=3, idle_stop=1)
     slow = hub.subscribe("slow")
     fast = hub.subscribe("fast")
-    await until(lambda: src.sink is not None)
+    await wait_until(lambda: src.sink is not None, "src.sink is not None", 5.0)
     src.push(keyframe=True)
     got_fast = [await fast.get()]
     for _ in range(10):
@@ -153,10 +148,10 @@ async def test_start_failure_is_a_fault_and_retried() -> None:
     hub = MediaHub(src, kind="video", queue_frames=3, idle_stop=1, max_backoff=0.05)
     hub._on_state_change = lambda: changes.append(f"{hub.state}:{hub.fault}")
     hub.subscribe()
-    await until(lambda: hub.state is SourceState.FAULT)
+    await wait_until(lambda: hub.state is SourceState.FAULT, "hub.state is SourceState.FAULT", 5.0)
     assert hub.fault == "no camera detected"
     # Second attempt after the (1 s) first backoff succeeds.
-    await until(lambda: src.sink is not None, timeout=5)
+    await wait_until(lambda: src.sink is not None, "src.sink is not None", 5)
     src.push(keyframe=True)
     assert hub.state is SourceState.STREAMING and hub.fault is None
     assert any(c.startswith("fault") for c in changes)
@@ -174,10 +169,12 @@ async def test_a_start_that_hangs_is_a_fault_and_retried() -> None:
     src = HangingOnce()
     hub = MediaHub(src, kind="video", queue_frames=3, idle_stop=1, start_timeout=0.1)
     hub.subscribe()
-    await until(lambda: hub.state is SourceState.FAULT)
+    await wait_until(lambda: hub.state is SourceState.FAULT, "hub.state is SourceState.FAULT", 5.0)
     assert hub.fault == "did not start within 0.1 s (driver hung?)"
     assert src.stops == 1  # the half-started source is told to stop
-    await until(lambda: src.sink is not None, timeout=5)  # retried after the backoff
+    await wait_until(
+        lambda: src.sink is not None, "src.sink is not None", 5
+    )  # retried after the backoff
     src.push(keyframe=True)
     assert hub.state is SourceState.STREAMING and hub.fault is None
     await hub.close()
@@ -187,9 +184,9 @@ async def test_stalled_source_is_restarted() -> None:
     src = ScriptedSource()
     hub = MediaHub(src, kind="video", queue_frames=3, idle_stop=1, stall_timeout=0.2)
     hub.subscribe()
-    await until(lambda: src.sink is not None)
+    await wait_until(lambda: src.sink is not None, "src.sink is not None", 5.0)
     src.push(keyframe=True)
     # No more frames: the watchdog stops and restarts the source.
-    await until(lambda: src.starts >= 2, timeout=5)
+    await wait_until(lambda: src.starts >= 2, "src.starts >= 2", 5)
     assert src.stops >= 1
     await hub.close()

@@ -17,7 +17,6 @@ import asyncio
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from aiomqtt.exceptions import MqttConnectError
 from tests.daemon_proc import DaemonProcess, attach_log
 from tests.provisioned import Site, Spy
 from tests.viewer import Viewer
+from tests.waiting import wait_until
 
 PREFIX = "peercam"
 FD = f"{PREFIX}/frontdoor"
@@ -96,14 +96,6 @@ async def peercam_check(config: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def eventually(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s")
-        await asyncio.sleep(0.05)
-
-
 # --- a granted viewer watches ------------------------------------------------------------
 
 
@@ -159,10 +151,10 @@ async def test_viewer_not_granted_sees_no_status_and_gets_no_answer(
             assert mallory.statuses == []
             assert mallory.pending() == [], "mallory got an answer"
             assert [t for t in spy.topics() if t.startswith((FD, "$SYS"))] == []
-            await eventually(
+            await wait_until(
                 lambda: site.denied_publishes("mallory", f"{FD}/in/mallory") >= 1,
-                10,
                 "the broker's log of mallory's denied hello",
+                10,
             )
             assert "mallory" not in daemon.log_text()
     finally:
@@ -190,10 +182,10 @@ async def test_viewer_cannot_read_another_viewers_out_nor_write_its_in(
             assert not [t for t in bob.topics() if "/out/alice" in t or "/in/" in t], bob.topics()
             assert all(m.get("session") != "forged-by-bob" for m in alice.pending())
             assert all(m.get("session") != "forged-by-bob" for _, m in alice.received)
-            await eventually(
+            await wait_until(
                 lambda: site.denied_publishes("bob-spy", f"{FD}/in/alice") == 1,
-                10,
                 "the broker's log of bob's forged hello",
+                10,
             )
             await watch.bye()
     finally:
@@ -224,10 +216,10 @@ async def test_viewer_cannot_publish_status_events_calls_or_snapshots(
             }
             for topic, message in forged.items():
                 await bob.publish(topic, message, retain=topic.endswith("status"))
-            await eventually(
+            await wait_until(
                 lambda: all(site.denied_publishes("bob-forger", t) == 1 for t in forged),
-                10,
                 f"denied publishes for {list(forged)}",
+                10,
             )
             await asyncio.sleep(0.5)
             assert not [m for m in alice.statuses if m.get("name") == "forged"]
@@ -262,13 +254,13 @@ async def test_device_cannot_read_another_devices_inbox_nor_speak_for_it(
                 f"{FD}/out/alice", {"v": 1, "type": "bye", "session": "alice-session-2"}
             )
             await backdoor.publish(f"{FD}/status", {"v": 1, "state": "offline"}, retain=True)
-            await eventually(
+            await wait_until(
                 lambda: (
                     site.denied_publishes("backdoor-spy", f"{FD}/out/alice") == 1
                     and site.denied_publishes("backdoor-spy", f"{FD}/status") == 1
                 ),
-                10,
                 "the broker's log of backdoor's forged publishes",
+                10,
             )
             await asyncio.sleep(0.5)
             assert [t for t in backdoor.topics() if t.startswith(FD)] == []
@@ -277,10 +269,10 @@ async def test_device_cannot_read_another_devices_inbox_nor_speak_for_it(
             mallory = await viewer(site, "mallory", device="backdoor")
             try:
                 await mallory.send({"type": "hello", "session": "mallory-to-back"})
-                await eventually(
+                await wait_until(
                     lambda: f"{PREFIX}/backdoor/in/mallory" in backdoor.topics(),
-                    10,
                     "mallory's hello in backdoor's own inbox",
+                    10,
                 )
             finally:
                 await mallory.close()
@@ -328,10 +320,10 @@ async def test_revoked_viewer_is_cut_off_after_the_broker_reloads(
         site.provision("revoke", "bob", "frontdoor")
         site.export()
         site.reload_broker()
-        await eventually(
+        await wait_until(
             lambda: "Reloading config" in (site.broker.log_text() if site.broker else ""),
-            10,
             "mosquitto's reload",
+            10,
         )
         seen = len(bob.statuses)
         watch = await alice.watch()  # changes the retained status (viewers: 1)
@@ -352,7 +344,7 @@ async def test_revoked_viewer_is_cut_off_after_the_broker_reloads(
         site.provision("viewer", "remove", "bob")
         site.export()
         site.reload_broker()
-        await eventually(lambda: not bob.connected, 15, "bob's disconnection")
+        await wait_until(lambda: not bob.connected, "bob's disconnection", 15)
         with pytest.raises(MqttConnectError) as refused:
             async with Spy(site, "bob", site.passwords["bob"]):
                 pass
@@ -418,7 +410,7 @@ async def test_client_id_takeover_and_one_connection_per_user(tmp_path: Path) ->
             ):
                 await asyncio.sleep(1.0)
                 if taken_over:
-                    await eventually(lambda: device.disconnected is not None, 10, "the takeover")
+                    await wait_until(lambda: device.disconnected is not None, "the takeover", 10)
                 else:
                     assert device.disconnected is None, device.disconnected
                     await device.subscribe(f"{FD}/in/+")  # still connected and working
@@ -453,8 +445,8 @@ async def test_daemon_connects_over_tls_with_the_generated_ca(
     assert bundle["mqtt"]["url"] == f"mqtts://localhost:{site.mqtts_port}"
     assert Path(bundle["mqtt"]["ca_file"]).read_bytes() == site.ca_file.read_bytes()  # noqa: ASYNC240
     # porch and carol exist for the broker once it has reloaded
-    await eventually(
-        lambda: broker.log_text().count("Reloading config") > reloads, 10, "mosquitto's reload"
+    await wait_until(
+        lambda: broker.log_text().count("Reloading config") > reloads, "mosquitto's reload", 10
     )
     daemon = await run_daemon(site, "porch")
     carol = await viewer(site, "carol", device="porch")

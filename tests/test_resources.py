@@ -10,6 +10,7 @@ import pytest
 from aiortc import RTCPeerConnection
 
 from peercam.resources import Counts, ResourceReport, ResourceReporter, measure
+from tests.waiting import wait_until
 
 
 def test_the_log_line_parses_back() -> None:
@@ -50,9 +51,7 @@ async def test_the_reporter_logs_a_line_every_interval(caplog: pytest.LogCapture
     with caplog.at_level(logging.INFO, logger="peercam.resources"):
         task = asyncio.create_task(reporter.run())
         # (its first full collection of this test process's heap may take a while)
-        async with asyncio.timeout(10):
-            while len(logged()) < 2:
-                await asyncio.sleep(0.05)
+        await wait_until(lambda: len(logged()) >= 2, "two report lines")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -16,6 +16,7 @@ from peercam.config import WebRtcConfig
 from peercam.protocol import ErrorCode, IceCandidate, ProtocolError
 from peercam.session import MAX_REMOTE_CANDIDATES
 from tests.signaling_harness import Harness, connected_viewer, inbox_tasks
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -152,13 +153,10 @@ async def test_offers_beyond_the_handshake_limit_are_busy_until_one_settles() ->
         assert len(signaling.sessions) == 2
         # A re-offer of a negotiating session replaces it: not one more handshake.
         await h.offer("alice", "alice-one1")
-        answers = [m for m in h.to("alice") if m["type"] == "answer"]
-        for _ in range(500):
-            if len(answers) == 2:
-                break
-            await asyncio.sleep(0.01)
-            answers = [m for m in h.to("alice") if m["type"] == "answer"]
-        assert len(answers) == 2, h.to("alice")
+        await wait_until(
+            lambda: [m["type"] for m in h.to("alice")].count("answer") == 2,
+            "a second answer to alice",
+        )
         # bob gives up: his handshake slot is free for carol.
         h.send("bob", {"type": "bye", "session": "bob-one1"})
         await h.offer("carol", "carol-two2")
@@ -241,14 +239,14 @@ async def test_a_shutdown_does_not_wait_out_a_last_wills_grace() -> None:
     try:
         await connected_viewer(h, "alice", "alice-one1")
         h.send("alice", {"type": "bye", "session": "*"})
-        for _ in range(100):
-            graces = [t for t in asyncio.all_tasks() if t.get_name() == "peercam-will-alice"]
-            if graces:
-                break
-            await asyncio.sleep(0.01)
-        assert len(graces) == 1, [t.get_name() for t in asyncio.all_tasks()]
+
+        def graces() -> list[asyncio.Task[object]]:
+            return [t for t in asyncio.all_tasks() if t.get_name() == "peercam-will-alice"]
+
+        await wait_until(graces, "alice's last-will grace timer")
+        (grace,) = graces()
         await signaling.close()
-        assert graces[0].cancelled()
+        assert grace.cancelled()
         assert not signaling.sessions
         assert [m["type"] for m in h.to("alice")].count("bye") == 1, h.to("alice")
     finally:
@@ -256,7 +254,7 @@ async def test_a_shutdown_does_not_wait_out_a_last_wills_grace() -> None:
 
 
 class SilentLan:
-    """aioice's mDNS resolver on a LAN where nobody answers until ``answer()``."""
+    """aioice's mDNS resolver on a LAN where nobody answers until ``answered`` is set."""
 
     def __init__(self) -> None:
         self.asked: list[str] = []
@@ -266,6 +264,18 @@ class SilentLan:
         self.asked.append(hostname)
         await self.answered.wait()
         return "127.0.0.1"
+
+
+@pytest.fixture
+def silent_lan(monkeypatch: pytest.MonkeyPatch) -> SilentLan:
+    """aioice's shared mDNS resolver replaced by a ``SilentLan`` for this test."""
+    lan = SilentLan()
+
+    async def mdns_protocol(subscriber: object) -> SilentLan:
+        return lan
+
+    monkeypatch.setattr(aioice.ice, "get_or_create_mdns_protocol", mdns_protocol)
+    return lan
 
 
 async def trickling_offer(h: Harness, viewer: str, session: str) -> None:
@@ -283,19 +293,13 @@ def mdns_line(n: int) -> str:
 
 
 async def test_mdns_candidates_resolve_side_by_side_without_holding_up_the_viewer(
-    monkeypatch: pytest.MonkeyPatch,
+    silent_lan: SilentLan,
 ) -> None:
     """A browser's trickled ``<uuid>.local`` candidates: each may take aioice a second.
 
     They are resolved at the same time, the viewer's next messages are
     handled meanwhile, and end-of-candidates still waits for them.
     """
-    lan = SilentLan()
-
-    async def mdns_protocol(subscriber: object) -> SilentLan:
-        return lan
-
-    monkeypatch.setattr(aioice.ice, "get_or_create_mdns_protocol", mdns_protocol)
     h = Harness()
     signaling = h.start()
     try:
@@ -308,33 +312,25 @@ async def test_mdns_candidates_resolve_side_by_side_without_holding_up_the_viewe
         h.send("alice", {"type": "hello", "session": "alice-two2"})
         welcome = await h.reply("alice", "alice-two2", types=("welcome",))  # not held up
         assert welcome["session"] == "alice-two2"
-        for _ in range(500):
-            if len(lan.asked) == 2:
-                break
-            await asyncio.sleep(0.01)
-        assert len(lan.asked) == 2, lan.asked  # both asked before either was answered
-        lan.answered.set()
+        # both asked before either was answered
+        await wait_until(lambda: len(silent_lan.asked) == 2, "both names asked")
+        silent_lan.answered.set()
         ice = session._pc.getTransceivers()[0].receiver.transport.transport
-        for _ in range(500):
-            ports = {c.port for c in ice.getRemoteCandidates() if c.ip.endswith(".local")}
-            if {50001, 50002} <= ports:
-                break
-            await asyncio.sleep(0.01)
-        assert {50001, 50002} <= ports, ice.getRemoteCandidates()
+        await wait_until(
+            lambda: (
+                {50001, 50002}
+                <= {c.port for c in ice.getRemoteCandidates() if c.ip.endswith(".local")}
+            ),
+            "both resolved candidates among the remote ones",
+        )
         assert not [m for m in h.to("alice") if m["type"] == "error"], h.to("alice")
     finally:
         await h.close()
 
 
 async def test_a_session_closed_while_an_mdns_name_resolves_cancels_it(
-    monkeypatch: pytest.MonkeyPatch,
+    silent_lan: SilentLan,
 ) -> None:
-    lan = SilentLan()
-
-    async def mdns_protocol(subscriber: object) -> SilentLan:
-        return lan
-
-    monkeypatch.setattr(aioice.ice, "get_or_create_mdns_protocol", mdns_protocol)
     h = Harness()
     signaling = h.start()
     try:
@@ -342,12 +338,9 @@ async def test_a_session_closed_while_an_mdns_name_resolves_cancels_it(
         session = signaling.sessions[("alice", "alice-one1")]
         await session.add_candidate(IceCandidate(mdns_line(3), "0", 0))
         (resolving,) = session._resolving
-        assert lan.asked and not resolving.done()
+        assert silent_lan.asked and not resolving.done()
         h.send("alice", {"type": "bye", "session": "alice-one1"})
-        for _ in range(500):
-            if resolving.done():
-                break
-            await asyncio.sleep(0.01)
+        await wait_until(resolving.done, "the resolving task to end")
         assert resolving.cancelled()
         assert not signaling.sessions
     finally:

@@ -22,12 +22,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiomqtt
+
+from tests.mosquitto import MosquittoBroker, MosquittoNotInstalled
 
 # --- a tiny TOML writer for peercam's flat config shape ------------------------------
 
@@ -469,3 +471,47 @@ class DaemonProcess:
 
 #: ``daemon_factory``'s type: ``await daemon_factory(broker, device=..., config=...)``.
 DaemonFactory = Callable[..., Awaitable[DaemonProcess]]
+
+
+# --- one broker and daemon for a whole module ---------------------------------------------
+
+
+@contextlib.contextmanager
+def module_device(
+    workdir: Path, device: str, label: str, overrides: Mapping[str, Any] | None = None
+) -> Iterator[tuple[MosquittoBroker, DaemonProcess]]:
+    """A broker and a daemon shared by a module's tests (which it must all survive).
+
+    For module-scoped fixtures: at the end the daemon must exit 0 on SIGTERM
+    and have logged no traceback; ``label`` names it in that failure.
+    """
+    import pytest  # here: bench/ uses this module without pytest installed
+
+    try:
+        broker = MosquittoBroker(workdir / "mosquitto").start()
+    except MosquittoNotInstalled as exc:
+        pytest.fail(str(exc), pytrace=False)
+    daemon = DaemonProcess(
+        merge_config(default_config(broker.url, device=device), overrides), workdir / "daemon"
+    )
+    try:
+        daemon.start()
+        run_in_thread(daemon.wait_online)
+        yield broker, daemon
+        rc = run_in_thread(daemon.terminate) if daemon.running else daemon.returncode
+        assert rc == 0, f"the {label} daemon exited with {rc}:\n{daemon.log_text()}"
+        daemon.assert_no_traceback()
+    finally:
+        daemon.kill()
+        broker.stop()
+
+
+def attach_module_device(
+    shared: tuple[MosquittoBroker, DaemonProcess], node: Any, label: str
+) -> tuple[MosquittoBroker, DaemonProcess]:
+    """``module_device``'s pair for one test: logs attached, daemon still alive."""
+    broker, daemon = shared
+    attach_log(node, f"mosquitto log ({label})", broker.log_text)
+    attach_log(node, f"daemon log ({label})", daemon.log_text)
+    assert daemon.running, f"the {label} daemon died in an earlier test:\n{daemon.log_text()}"
+    return broker, daemon

@@ -22,12 +22,11 @@ import pytest
 from tests.daemon_proc import (
     DaemonFactory,
     DaemonProcess,
-    attach_log,
-    default_config,
-    run_in_thread,
+    attach_module_device,
+    module_device,
     to_toml,
 )
-from tests.mosquitto import MosquittoBroker, MosquittoNotInstalled
+from tests.mosquitto import MosquittoBroker
 from tests.viewer import (
     SignalingError,
     Viewer,
@@ -435,22 +434,8 @@ def shared_device(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[MosquittoBroker, DaemonProcess]]:
     """One broker and one daemon for all bad-input cases (they must survive them all)."""
-    workdir = tmp_path_factory.mktemp("shared-device")
-    try:
-        broker = MosquittoBroker(workdir / "mosquitto").start()
-    except MosquittoNotInstalled as exc:
-        pytest.fail(str(exc), pytrace=False)
-    daemon = DaemonProcess(default_config(broker.url, device=DEVICE), workdir / "daemon")
-    try:
-        daemon.start()
-        run_in_thread(daemon.wait_online)
-        yield broker, daemon
-        rc = run_in_thread(daemon.terminate) if daemon.running else daemon.returncode
-        assert rc == 0, f"the shared daemon exited with {rc}:\n{daemon.log_text()}"
-        daemon.assert_no_traceback()
-    finally:
-        daemon.kill()
-        broker.stop()
+    with module_device(tmp_path_factory.mktemp("shared-device"), DEVICE, "shared") as shared:
+        yield shared
 
 
 @pytest.fixture
@@ -458,11 +443,7 @@ def device(
     shared_device: tuple[MosquittoBroker, DaemonProcess], request: pytest.FixtureRequest
 ) -> tuple[MosquittoBroker, DaemonProcess]:
     """The shared broker and daemon, their logs attached to this test's report."""
-    broker, daemon = shared_device
-    attach_log(request.node, "mosquitto log (shared)", broker.log_text)
-    attach_log(request.node, f"daemon {DEVICE} log (shared)", daemon.log_text)
-    assert daemon.running, f"the shared daemon died in an earlier test:\n{daemon.log_text()}"
-    return broker, daemon
+    return attach_module_device(shared_device, request.node, "shared")
 
 
 @pytest.mark.parametrize("case", BAD_CASES, ids=[c.name for c in BAD_CASES])

@@ -24,11 +24,10 @@ from peercam.protocol import ErrorCode
 from tests.daemon_proc import (
     DaemonFactory,
     DaemonProcess,
-    attach_log,
-    default_config,
-    run_in_thread,
+    attach_module_device,
+    module_device,
 )
-from tests.mosquitto import MosquittoBroker, MosquittoNotInstalled
+from tests.mosquitto import MosquittoBroker
 from tests.test_protocol_fuzz import protocol_messages
 from tests.viewer import Viewer, ViewerFactory, create_offer, new_session_id
 
@@ -45,36 +44,17 @@ def hostile_device(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[MosquittoBroker, DaemonProcess]]:
     """One broker and daemon for every hostile case in this module: it must survive them all."""
-    workdir = tmp_path_factory.mktemp("hostile-device")
-    try:
-        broker = MosquittoBroker(workdir / "mosquitto").start()
-    except MosquittoNotInstalled as exc:
-        pytest.fail(str(exc), pytrace=False)
-    config = default_config(broker.url, device=DEVICE)
-    for section, values in HOSTILE_CONFIG.items():
-        config[section] = {**config[section], **values}
-    daemon = DaemonProcess(config, workdir / "daemon")
-    try:
-        daemon.start()
-        run_in_thread(daemon.wait_online)
-        yield broker, daemon
-        rc = run_in_thread(daemon.terminate) if daemon.running else daemon.returncode
-        assert rc == 0, f"the hostile-input daemon exited with {rc}:\n{daemon.log_text()}"
-        daemon.assert_no_traceback()
-    finally:
-        daemon.kill()
-        broker.stop()
+    with module_device(
+        tmp_path_factory.mktemp("hostile-device"), DEVICE, "hostile-input", HOSTILE_CONFIG
+    ) as shared:
+        yield shared
 
 
 @pytest.fixture
 def device(
     hostile_device: tuple[MosquittoBroker, DaemonProcess], request: pytest.FixtureRequest
 ) -> tuple[MosquittoBroker, DaemonProcess]:
-    broker, daemon = hostile_device
-    attach_log(request.node, "mosquitto log (hostile)", broker.log_text)
-    attach_log(request.node, f"daemon {DEVICE} log (hostile)", daemon.log_text)
-    assert daemon.running, f"the daemon died in an earlier test:\n{daemon.log_text()}"
-    return broker, daemon
+    return attach_module_device(hostile_device, request.node, "hostile")
 
 
 def assert_well_formed(viewer: Viewer) -> None:

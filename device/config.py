@@ -7,6 +7,7 @@ on a headless Pi looking at ``journalctl``.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 import tomllib
@@ -343,6 +344,37 @@ def _read_secret(path: str, key: str, config_path: str) -> str | None:
     return value
 
 
+def _section_keys() -> dict[str, list[str]]:
+    sections: dict[str, list[str]] = {}
+    for name, field in Config.model_fields.items():
+        model = field.annotation
+        if isinstance(model, type) and issubclass(model, _Section):
+            sections[name] = list(model.model_fields)
+    return sections
+
+
+def _known_key_hint(loc: list[str]) -> str:
+    """Name the key the user most likely meant, for an unknown key at ``loc``."""
+    fallback = " (check the spelling; peercam.example.toml lists every key)"
+    sections = _section_keys()
+    if len(loc) == 2 and loc[0] in sections:
+        close = difflib.get_close_matches(loc[1], sections[loc[0]], n=1, cutoff=0.6)
+        return f" (did you mean {close[0]}?)" if close else fallback
+    if len(loc) != 1:
+        return fallback
+    key = loc[0]
+    homes = [section for section, keys in sections.items() if key in keys]
+    if homes:
+        return f" at the top level (it belongs in [{homes[0]}])"
+    head, _, tail = key.partition("_")
+    if tail and tail in sections.get(head, []):
+        return f" (did you mean {tail} in [{head}]?)"
+    close = difflib.get_close_matches(key, list(sections), n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean the section [{close[0]}]?)"
+    return fallback
+
+
 def _format_errors(path: str, exc: ValidationError) -> str:
     lines = [f"{path}: invalid configuration ({exc.error_count()} problem(s)):"]
     for err in exc.errors():
@@ -354,7 +386,7 @@ def _format_errors(path: str, exc: ValidationError) -> str:
         else:
             where = "(top level)"
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; peercam.example.toml lists every key)"
+            msg = "unknown key" + _known_key_hint(loc)
         elif err["type"] == "string_pattern_mismatch" and loc[-1:] == ["id"]:
             msg = (
                 "must be 1-64 lower-case letters, digits, '-' or '_', "

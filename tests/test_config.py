@@ -61,7 +61,11 @@ def test_defaults_fill_a_minimal_file(tmp_path: Path) -> None:
     ("text", "expected"),
     [
         ("[camera]\nfps = 0\n", ["[camera] fps", "greater than or equal to 1", "got 0"]),
-        ("[camera]\nbitrat = 5\n", ["[camera] bitrat", "unknown key"]),
+        ("[camera]\nbitrat = 5\n", ["[camera] bitrat", "unknown key", "did you mean bitrate?"]),
+        ("[camera]\nzoom = 2\n", ["[camera] zoom", "unknown key", "peercam.example.toml"]),
+        ("keepalive = 30\n", ["keepalive: unknown key", "it belongs in [mqtt]"]),
+        ('device_id = "gate"\n', ["device_id: unknown key", "did you mean id in [device]?"]),
+        ("[camra]\nfps = 5\n", ["camra: unknown key", "did you mean the section [camera]?"]),
         ('[device]\nid = "Front Door"\n', ["[device] id", "lower-case", "'Front Door'"]),
         ('[mqtt]\nurl = "http://broker"\n', ["[mqtt] url", "mqtt://, mqtts://, ws://, wss://"]),
         ('[mqtt]\nurl = "mqtt://"\n', ["[mqtt] url", "no host"]),

@@ -259,7 +259,9 @@ def parse_viewer_message(payload: bytes) -> ViewerMessage:
     except UnicodeDecodeError:
         raise ProtocolError(ErrorCode.BAD_REQUEST, "payload is not UTF-8") from None
     except json.JSONDecodeError as exc:
-        raise ProtocolError(ErrorCode.BAD_REQUEST, f"payload is not JSON: {exc.msg}") from None
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, f"payload is not JSON: {exc.msg} at character {exc.pos}"
+        ) from None
     except ValueError as exc:  # e.g. an integer literal over CPython's 4300-digit limit
         raise ProtocolError(
             ErrorCode.BAD_REQUEST, f"payload is not usable JSON: {_clip(str(exc))}"

@@ -63,7 +63,11 @@ def test_good_messages_become_typed() -> None:
 @pytest.mark.parametrize(
     ("payload", "code", "words"),
     [
-        (b"{nope", ErrorCode.BAD_REQUEST, "not JSON"),
+        (
+            b"{nope",
+            ErrorCode.BAD_REQUEST,
+            "not JSON: Expecting property name enclosed in double quotes at character 1",
+        ),
         (b"\xff\xfe", ErrorCode.BAD_REQUEST, "UTF-8"),
         ([1, 2], ErrorCode.BAD_REQUEST, "object"),
         ({"type": "hello", "session": SID}, ErrorCode.BAD_REQUEST, "'v'"),

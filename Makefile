@@ -1,5 +1,5 @@
 # Conveniences; scripts/ does the work (and works where make is not installed).
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint clean
 
 demo:
 	bash scripts/demo.sh

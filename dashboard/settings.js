@@ -106,10 +106,14 @@ export function resolveSettings(fileConfig, search = location.search) {
     remember: Boolean(stored && stored.remember),
   };
   const version = Number(fromUrl("mqtt_version") ?? fromFile("mqtt_version") ?? 5);
-  // Sign in at once when the URL says so (signin=1, or a link carrying broker and viewer),
-  // when the page config asks for it (the demo), or when a sign-in was saved here.
+  // Sign in at once when the URL says so (signin=1, or a link carrying the viewer and
+  // either the broker or the password: a link handed to a family member, the broker
+  // coming from config.json), when the page config asks for it (the demo), or when a
+  // sign-in was saved here.
   const urlSignin = fromUrl("signin", "auto_signin");
-  const urlLink = fromUrl("broker_url", "broker") !== undefined && fromUrl("viewer") !== undefined;
+  const urlLink =
+    fromUrl("viewer") !== undefined &&
+    (fromUrl("broker_url", "broker") !== undefined || fromUrl("password") !== undefined);
   const auto =
     urlSignin !== undefined
       ? truthy(urlSignin)

@@ -30,7 +30,7 @@ DRY_RUN=0
 START=1
 
 usage() {
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
     echo
     echo "options: --bundle DIR  --dry-run  --no-start  --help"
 }

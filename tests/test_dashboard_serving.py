@@ -9,6 +9,7 @@ import datetime
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -201,6 +202,35 @@ async def test_any_static_web_server_can_host_it(
     assert await page.evaluate("document.body.dataset.view") == "device"
     # The password does not stay in the address bar (nor in the history).
     assert "password" not in page.url and "viewer=alice" in page.url
+    assert not log.unexpected(), log.errors
+
+
+async def test_a_link_with_viewer_and_password_signs_in_with_the_sites_broker(
+    chromium: Any,
+    broker: MosquittoBroker,
+    daemon_factory: Any,
+    tmp_path: Path,
+    served: Callable[[list[str], int], subprocess.Popen[bytes]],
+) -> None:
+    """The link a family member gets (README, "The phone"): the broker comes from config.json."""
+    await start_device(daemon_factory, broker, tmp_path)
+    site = tmp_path / "www"
+    shutil.copytree(DASHBOARD, site)
+    (site / "config.json").write_text(
+        json.dumps({"broker_url": broker.ws_url, "topic_prefix": "peercam"})
+    )
+    port = free_port()
+    served(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+         "--directory", str(site)],
+        port,
+    )  # fmt: skip
+    page, log = await new_page(chromium)
+    query = f"device=frontdoor&viewer=alice&password={PASSWORDS['alice']}"
+    await page.goto(f"http://127.0.0.1:{port}/?{query}")
+    await wait_frames(page, "frontdoor", 10, 30)
+    assert await page.evaluate("document.body.dataset.view") == "device"
+    assert "password" not in page.url
     assert not log.unexpected(), log.errors
 
 

@@ -154,8 +154,10 @@ class Session:
     async def answer(self, offer_sdp: str) -> str:
         """Apply the viewer's offer; return the complete answer SDP (all candidates in).
 
-        Raises ProtocolError (``unsupported`` for an offer that cannot take
-        H.264, ``bad-request`` for an unreadable one).
+        A session closed while this runs returns ``""`` and stays closed (check
+        ``closed``: the viewer has had its ``bye``).  Raises ProtocolError
+        (``unsupported`` for an offer that cannot take H.264, ``bad-request``
+        for an unreadable one).
         """
         try:
             description = SessionDescription.parse(offer_sdp)
@@ -210,6 +212,8 @@ class Session:
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except Exception as exc:
+            if self.closed:  # closed meanwhile: nobody waits for an answer or an error
+                return ""
             text = str(exc)
             if "Failed to set remote video description" in text or "codec" in text.lower():
                 raise ProtocolError(
@@ -234,9 +238,14 @@ class Session:
             if transceiver is not video and transceiver is not audio:
                 transceiver.direction = "inactive"
 
+        if self.closed:
+            return ""
         try:
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:
+            if self.closed:
+                await self._close_ice_directly()
+                return ""
             # Whatever else in a viewer's SDP trips aiortc: that viewer's problem.
             log.warning(
                 "%s: aiortc could not answer this offer: %s: %s",
@@ -249,6 +258,14 @@ class Session:
                 f"the device cannot answer this offer SDP: {describe(exc)}",
                 self.id,
             ) from None
+        if self.closed:
+            # Closed while gathering candidates (a hang-up, a replacement, a
+            # shutdown).  aioice adds a TURN allocation to its connection when
+            # gathering ends, even after close(): release it now, or its socket
+            # and refresh task live on.  The caller sees ``closed`` and sends
+            # nothing.
+            await self._close_ice_directly()
+            return ""
         self.state = SessionState.CONNECTING
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._connect_timeout, self._connect_timed_out)

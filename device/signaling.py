@@ -360,9 +360,10 @@ class Signaling:
             self._forget(session)
             await session.close()
             raise
-        self.ice.note_gathering(ice_servers, session.local_candidate_types())
-        if session.closed:
+        if session.closed:  # hung up, replaced or shut down while answering
+            log.info("%s: closed while answering; no answer sent", session.label)
             return
+        self.ice.note_gathering(ice_servers, session.local_candidate_types())
         await self._send(viewer, {"type": "answer", "session": offer.session, "sdp": sdp})
         log.info(
             "%s: answered (%d of %d viewers)%s",

@@ -8,17 +8,24 @@ interleaving deterministic.
 from __future__ import annotations
 
 import asyncio
+import socket
+from pathlib import Path
 
 import aioice.ice
 import pytest
+from aiortc import RTCIceServer
 
 from peercam.config import WebRtcConfig
 from peercam.protocol import ErrorCode, IceCandidate, ProtocolError
 from peercam.session import MAX_REMOTE_CANDIDATES
+from peercam.turn import mint
+from tests.coturn import CoturnNotInstalled, LocalCoturn
 from tests.signaling_harness import Harness, connected_viewer, inbox_tasks
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
+
+TURN_SECRET = "races-secret"
 
 
 async def test_replacing_a_viewers_oldest_session_never_exceeds_max_viewers() -> None:
@@ -345,3 +352,58 @@ async def test_a_session_closed_while_an_mdns_name_resolves_cancels_it(
         assert not signaling.sessions
     finally:
         await h.close()
+
+
+async def test_a_session_hung_up_while_answering_sends_no_answer_and_frees_its_relay(
+    tmp_path: Path,
+) -> None:
+    """The call button hangs up (``press_during_call = "hangup"``) while the offer is answered.
+
+    A STUN server that never answers keeps aiortc gathering for about 5 s;
+    meanwhile the device hangs up.  The viewer must get its ``bye`` and no
+    answer after it, and the TURN allocation aioice finished after the close
+    must not outlive the session (its socket and refresh task leaked before).
+    """
+    try:
+        coturn = LocalCoturn(tmp_path / "coturn", TURN_SECRET).start()
+    except CoturnNotInstalled as exc:
+        pytest.fail(str(exc), pytrace=False)
+    silent_stun = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent_stun.bind(("127.0.0.1", 0))
+    h = Harness()
+    signaling = h.start()
+    try:
+        credentials = mint(TURN_SECRET, "peercam", 600)
+        servers = [
+            RTCIceServer(urls=f"stun:127.0.0.1:{silent_stun.getsockname()[1]}"),
+            RTCIceServer(
+                urls=coturn.url("udp"),
+                username=credentials.username,
+                credential=credentials.credential,
+            ),
+        ]
+
+        async def device_servers() -> list[RTCIceServer]:
+            return servers
+
+        signaling.ice.device_servers = device_servers  # type: ignore[method-assign]
+        sdp = await h.offer_sdp()
+        h.send("alice", {"type": "offer", "session": "alice-one1", "sdp": sdp})
+        await wait_until(lambda: ("alice", "alice-one1") in signaling.sessions, "offer taken")
+        session = signaling.sessions[("alice", "alice-one1")]
+        await asyncio.sleep(0.5)  # inside the answer's candidate gathering
+        assert not h.to("alice"), h.to("alice")
+        await signaling.hang_up("alice", "alice-one1")
+        connection = session._pc.getTransceivers()[0].sender.transport.transport._connection
+        # gathering gives up on the silent STUN server after about 5 s
+        await wait_until(lambda: connection._local_candidates_end, "gathering ended", timeout=15)
+        await asyncio.sleep(0.5)  # the answer's own ending runs
+        assert [(m["type"], m.get("reason")) for m in h.to("alice")] == [("bye", "hangup")]
+        assert session.closed and not signaling.sessions
+        assert connection._protocols == [], "sockets (a TURN allocation) outlived the session"
+        refreshing = [t for t in asyncio.all_tasks() if "refresh" in repr(t.get_coro())]
+        assert not refreshing, refreshing
+    finally:
+        await h.close()
+        silent_stun.close()
+        coturn.stop()

@@ -1,5 +1,11 @@
 """The call state machine: idle → ringing → answered → idle (or missed / declined).
 
+An answer counts once it works: the first offer carrying the call *claims*
+it (that session gets talkback; other offers for the call only watch), and
+the call is ``answered`` when that session connects.  A claim whose session
+fails first (a refused offer, no connection) puts the call back to ringing
+until its original deadline, so a broken phone cannot swallow a visitor.
+
 One place decides what a button press, a viewer's answer or decline, a ring
 timeout and the end of the answering session mean.  Everything it touches
 outside (MQTT events, the LED, the camera, snapshots, hanging up a session)
@@ -62,6 +68,8 @@ class CallManager:
         self.state = CallState.IDLE
         self.call: str | None = None
         self.answered_by: tuple[str, str] | None = None  # (viewer, session)
+        self.claimed_by: tuple[str, str] | None = None  # answering, not yet connected
+        self._ring_deadline = 0.0  # loop time when the ringing call is missed
         self._timer: asyncio.TimerHandle | None = None
         self._holding = False
         self._last_press = float("-inf")
@@ -100,28 +108,47 @@ class CallManager:
             log.info("call button pressed during call %s: ignored", self.call)
 
     def claim(self, viewer: str, session: str, call: str) -> bool:
-        """An offer carrying ``call``: True when this session is (still) the answering one."""
+        """An offer carrying ``call``: True when this session is (still) the answering one.
+
+        The call is answered once that session connects (``connected``).
+        """
         if self.state is CallState.RINGING and call == self.call:
-            self._cancel_timer()
-            self.state = CallState.ANSWERED
-            self.answered_by = (viewer, session)
-            log.info("call %s answered by %s", call, viewer)
-            self._end_event(CallEnd.ANSWERED, by=viewer)
-            self.hooks.indicate(CallState.ANSWERED)
-            self.hooks.status_changed()
-            return True
+            if self.claimed_by is None:
+                self._cancel_timer()  # the deadline stays, should this answer fail
+                self.claimed_by = (viewer, session)
+                log.info("call %s: %s is answering", call, viewer)
+                return True
+            if self.claimed_by == (viewer, session):
+                return True  # the answering viewer re-offered the same session
         if self.state is CallState.ANSWERED and self.answered_by == (viewer, session):
             return True  # the answering viewer re-offered the same session
-        why = (
-            "no call is ringing"
-            if self.state is CallState.IDLE or call != self.call
-            else "another viewer answered first"
-        )
+        if self.state is CallState.IDLE or call != self.call:
+            why = "no call is ringing"
+        elif self.state is CallState.RINGING:
+            why = "another viewer is answering it"
+        else:
+            why = "another viewer answered first"
         log.info("%s offered to answer call %s, but %s: watching only", viewer, call, why)
         return False
 
+    def connected(self, viewer: str, session: str) -> None:
+        """A session connected; if it claimed the ringing call, the call is answered."""
+        if self.state is not CallState.RINGING or self.claimed_by != (viewer, session):
+            return
+        self.claimed_by = None
+        self.state = CallState.ANSWERED
+        self.answered_by = (viewer, session)
+        log.info("call %s answered by %s", self.call, viewer)
+        self._end_event(CallEnd.ANSWERED, by=viewer)
+        self.hooks.indicate(CallState.ANSWERED)
+        self.hooks.status_changed()
+
     def decline(self, viewer: str, call: str) -> None:
-        if self.state is CallState.RINGING and call == self.call:
+        if self.state is CallState.RINGING and call == self.call and self.claimed_by is not None:
+            log.info(
+                "%s declined call %s while %s answers it: ignored", viewer, call, self.claimed_by[0]
+            )
+        elif self.state is CallState.RINGING and call == self.call:
             log.info("call %s declined by %s", call, viewer)
             self._end_event(CallEnd.DECLINED, by=viewer)
             self._to_idle()
@@ -133,6 +160,21 @@ class CallManager:
         if self.state is CallState.ANSWERED and self.answered_by == (viewer, session):
             log.info("call %s ended: %s left", self.call, viewer)
             self._to_idle()
+        elif self.state is CallState.RINGING and self.claimed_by == (viewer, session):
+            self.claimed_by = None
+            left = self._ring_deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                log.info("call %s missed: %s's answer failed to connect", self.call, viewer)
+                self._end_event(CallEnd.MISSED)
+                self._to_idle()
+                return
+            log.info(
+                "call %s: %s's answer failed to connect; ringing again (%.0f s left)",
+                self.call,
+                viewer,
+                left,
+            )
+            self._timer = asyncio.get_running_loop().call_later(left, self._missed, self.call)
 
     def is_answering(self, viewer: str) -> bool:
         return (
@@ -147,6 +189,7 @@ class CallManager:
         self.call = secrets.token_urlsafe(12)  # 16 characters of [A-Za-z0-9_-]
         self.state = CallState.RINGING
         self.answered_by = None
+        self.claimed_by = None
         at = time.time()
         log.info(
             "call %s: the call button rang (%.0f s to answer)", self.call, self.config.ring_timeout
@@ -155,9 +198,9 @@ class CallManager:
         self._holding = True
         self.hooks.indicate(CallState.RINGING)
         self.log.started(self.call, at)
-        self._timer = asyncio.get_running_loop().call_later(
-            self.config.ring_timeout, self._missed, self.call
-        )
+        loop = asyncio.get_running_loop()
+        self._ring_deadline = loop.time() + self.config.ring_timeout
+        self._timer = loop.call_later(self.config.ring_timeout, self._missed, self.call)
         self._spawn(
             self.hooks.publish_event(
                 {
@@ -173,7 +216,7 @@ class CallManager:
 
     def _missed(self, call: str) -> None:
         self._timer = None
-        if self.state is CallState.RINGING and self.call == call:
+        if self.state is CallState.RINGING and self.call == call and self.claimed_by is None:
             log.info("call %s missed: nobody answered in %.0f s", call, self.config.ring_timeout)
             self._end_event(CallEnd.MISSED)
             self._to_idle()
@@ -192,6 +235,7 @@ class CallManager:
         self.state = CallState.IDLE
         self.call = None
         self.answered_by = None
+        self.claimed_by = None
         if self._holding:
             self._holding = False
             self.hooks.release_media()

@@ -116,6 +116,7 @@ class Session:
         ice_servers: list[RTCIceServer],
         connect_timeout: float,
         on_end: Callable[[Session, ByeReason | None], None],
+        on_connected: Callable[[Session], None] | None = None,
         speaker: Speaker | None = None,
     ) -> None:
         self.viewer = viewer
@@ -125,6 +126,7 @@ class Session:
         self._audio_hub = audio
         self._connect_timeout = connect_timeout
         self._on_end = on_end
+        self._on_connected = on_connected
         self._speaker = speaker  # set only for the session that answered a call
         self._talkback_task: asyncio.Task[None] | None = None
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers)))
@@ -397,6 +399,8 @@ class Session:
                 (self.connected_at - self.created) * 1000,
                 self.path_description(),
             )
+            if self._on_connected is not None:
+                self._on_connected(self)
         elif state == "failed" and not self.closed:
             log.warning("%s: ICE/DTLS failed (viewer unreachable or gone)", self.label)
             self._end(ByeReason.FAILED)

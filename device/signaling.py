@@ -325,6 +325,8 @@ class Signaling:
         oldest = self._viewer_sessions(viewer)[0] if replacing and previous is None else None
         self._check_handshakes(offer.session, leaving=(previous, oldest))
 
+        if oldest is not None:
+            self._forget(oldest)  # before the claim: it may hold the call
         answers_call = (
             offer.call is not None
             and self.calls is not None
@@ -338,10 +340,9 @@ class Signaling:
             ice_servers=ice_servers,
             connect_timeout=self.webrtc.connect_timeout,
             on_end=self._session_ended,
+            on_connected=self._session_connected,
             speaker=self.speaker if answers_call else None,
         )
-        if oldest is not None:
-            self._forget(oldest)
         # The same session id offering again supersedes the old peer
         # connection (aiortc has no ICE restart), keeping its call if any.
         self.sessions[key] = session  # hold the slot while negotiating
@@ -416,6 +417,10 @@ class Signaling:
     def link_lost(self) -> None:
         """The MQTT link dropped: wills that arrived just before are the broker's, not deaths."""
         self._link_losses += 1
+
+    def _session_connected(self, session: Session) -> None:
+        if self.calls is not None and self.sessions.get((session.viewer, session.id)) is session:
+            self.calls.connected(session.viewer, session.id)
 
     def _session_ended(self, session: Session, reason: ByeReason | None) -> None:
         """A session failed or was closed from the far end."""

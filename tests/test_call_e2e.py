@@ -13,6 +13,7 @@ import contextlib
 import io
 import itertools
 import json
+import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -180,6 +181,35 @@ async def test_press_rings_everyone_answer_talks_and_hangs_up(
     await wait_until(lambda: door.led_states()[-1] is False, "the LED stayed on after the call")
     log = await retained(mosquitto, "peercam/frontdoor/calls")
     assert b'"reason":"answered"' in log and b'"by":"alice"' in log
+
+
+async def test_an_answer_that_fails_leaves_the_call_ringing_for_the_others(
+    door_factory: StartDoor,
+    viewer_factory: ViewerFactory,
+    mosquitto: MosquittoBroker,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """mallory's phone answers with an offer the device must refuse: bob can still answer."""
+    caplog.set_level(logging.INFO, logger="peercam.calls")
+    door = await door_factory()
+    mallory = await viewer_factory(mosquitto, "mallory")
+    bob = await viewer_factory(mosquitto, "bob")
+    await bob.wait_status(state="online", call=None)
+    await door.press()
+    call = (await bob.next_event())["call"]
+    await mallory.next_event()
+    broken = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+    await mallory.send({"type": "offer", "session": "mallory-broken", "sdp": broken, "call": call})
+    error = await mallory.next_message("error")
+    assert error["session"] == "mallory-broken", error
+    assert (await bob.wait_status(call=call))["call"] == call  # still ringing
+
+    session = await bob.watch(call=call, send_audio=ToneTrack(440.0))
+    await session.wait_frames(5)
+    ended = await bob.next_event()
+    assert (ended["type"], ended["reason"], ended["by"]) == ("call-ended", "answered", "bob")
+    assert audio_direction(session.answer_sdp) == "recvonly"  # bob talks
+    assert "mallory's answer failed to connect; ringing again" in caplog.text
 
 
 async def test_decline_and_missed_calls_are_logged(

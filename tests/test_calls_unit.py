@@ -112,6 +112,13 @@ async def test_answer_by_first_offer_then_idle_when_its_session_ends() -> None:
     assert not calls.claim("bob", "sess-bob-0001", call)  # too late
     assert calls.claim("alice", "sess-alice-1", call)  # the same session re-offering
     await settle()
+    assert calls.state is CallState.RINGING  # answered once alice's session connects
+    assert rec.types() == [("call", None)]
+    calls.connected("bob", "sess-bob-0001")  # bob only watches
+    assert calls.state is CallState.RINGING
+    calls.connected("alice", "sess-alice-1")
+    assert calls.claim("alice", "sess-alice-1", call)  # still hers after connecting
+    await settle()
     assert calls.state is CallState.ANSWERED
     assert rec.types() == [("call", None), ("call-ended", "answered")]
     assert rec.events[1]["by"] == "alice"
@@ -124,6 +131,52 @@ async def test_answer_by_first_offer_then_idle_when_its_session_ends() -> None:
     assert rec.holds == 0
     assert rec.leds[-1] is CallState.IDLE
     await calls.close()
+
+
+async def test_an_answer_that_fails_before_connecting_rings_again_until_the_deadline() -> None:
+    """A refused offer or a phone that never connects must not swallow the visitor."""
+    rec = Recorder()
+    calls = make(rec, ring_timeout=0.6)
+    calls.press()
+    call = calls.call
+    assert call is not None
+    assert calls.claim("alice", "sess-alice-1", call)
+    calls.decline("bob", call)  # alice is answering: bob's decline does not end it
+    assert calls.state is CallState.RINGING
+    calls.session_ended("alice", "sess-alice-1")  # her answer failed
+    assert calls.state is CallState.RINGING and calls.call == call
+    assert calls.claim("bob", "sess-bob-0001", call)  # bob may answer now
+    calls.connected("bob", "sess-bob-0001")
+    await settle()
+    assert rec.types() == [("call", None), ("call-ended", "answered")]
+    assert rec.events[-1]["by"] == "bob"
+    assert rec.leds == [CallState.RINGING, CallState.ANSWERED]
+    await calls.close()
+
+
+async def test_a_failed_answer_keeps_the_original_deadline() -> None:
+    rec = Recorder()
+    calls = make(rec, ring_timeout=0.2)
+    calls.press()
+    call = calls.call
+    assert call is not None
+    assert calls.claim("alice", "sess-alice-1", call)
+    await asyncio.sleep(0.3)  # past the deadline while alice connects: not missed yet
+    assert calls.state is CallState.RINGING
+    calls.session_ended("alice", "sess-alice-1")
+    await settle()
+    assert calls.state is CallState.IDLE
+    assert rec.types() == [("call", None), ("call-ended", "missed")]
+
+    calls2 = make(Recorder(), ring_timeout=0.3)
+    calls2.press()
+    assert calls2.claim("alice", "sess-alice-1", calls2.call or "")
+    calls2.session_ended("alice", "sess-alice-1")  # failed at once: rings until 0.3 s
+    assert calls2.state is CallState.RINGING
+    await asyncio.sleep(0.5)
+    assert calls2.state is CallState.IDLE
+    await calls.close()
+    await calls2.close()
 
 
 async def test_offer_with_a_stale_call_is_not_an_answer() -> None:
@@ -200,6 +253,7 @@ async def test_press_during_call(mode: str) -> None:
     calls = make(rec, clock, press_during_call=mode)
     calls.press()
     assert calls.claim("alice", "sess-alice-1", calls.call or "")
+    calls.connected("alice", "sess-alice-1")
     clock.now += 10
     calls.press()
     await settle()

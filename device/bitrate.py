@@ -13,6 +13,9 @@ those estimates into encoder bitrates within ``[min_bps, max_bps]``:
   most half the current rate per step: estimates climb in steps too, and an
   IDR at a sudden high rate is what congests a link again;
 - changes under 10 % are ignored (no ioctl storm for noise);
+- a change held back by those gaps is due again after ``retry_after()``
+  seconds: the caller asks again then, so a rise happens even when no new
+  estimate arrives (the slow viewer left; the others send none);
 - no estimate at all (no viewer, or viewers that send no REMB) means the
   configured maximum.
 """
@@ -75,6 +78,14 @@ class BitrateGovernor:
         self.current = want
         self._changed_at = now
         return want
+
+    def retry_after(self) -> float | None:
+        """Seconds until the last estimate may move the bitrate further; None: nothing due."""
+        want = self.target(self.estimate)
+        if abs(want - self.current) < self.hysteresis * self.current:
+            return None
+        gap = self.lower_gap if want < self.current else self.raise_gap
+        return max(0.0, self._changed_at + gap - self._clock())
 
     def reset(self) -> None:
         """A fresh encoder starts at the maximum again (it was opened with it)."""

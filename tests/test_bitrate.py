@@ -56,6 +56,20 @@ def test_rises_wait_and_climb_in_steps() -> None:
     assert g.update(None) == 1_147_500, "no estimate: back towards the maximum"
 
 
+def test_retry_after_says_when_a_held_back_change_is_due() -> None:
+    clock = Clock()
+    g = governor(clock)
+    assert g.retry_after() is None  # at the maximum, no estimate: nothing due
+    assert g.update(400_000) == 340_000
+    assert g.retry_after() is None  # where the estimate wants it
+    clock.now += 2.0
+    assert g.update(None) is None  # the slow viewer left: a rise, but not yet
+    assert g.retry_after() == pytest.approx(3.0)
+    clock.now += 3.0
+    assert g.update(g.estimate) == 510_000
+    assert g.retry_after() == pytest.approx(5.0)  # more steps to climb
+
+
 def test_small_changes_are_ignored() -> None:
     clock = Clock()
     g = governor(clock)

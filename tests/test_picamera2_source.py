@@ -28,6 +28,7 @@ from peercam.sources.picamera2_source import (
     load_picamera2,
 )
 from peercam.sources.test_pattern import PatternRenderer, open_encoder
+from tests.waiting import wait_until
 
 WAIT = 20.0
 
@@ -295,6 +296,24 @@ async def test_the_software_encoder_follows_the_estimate_through_libx264(fake: P
         await sink.wait(len(sink.frames) + 5)  # and it keeps encoding
     finally:
         await source.stop()
+
+
+async def test_a_held_back_rise_happens_without_a_new_estimate(fake: Path) -> None:
+    """The slow viewer leaves moments after lowering the rate; the others send no REMB."""
+    source = Picamera2Source(camera_config(min_bitrate=100_000), load_picamera2())
+    source.governor.raise_gap = 0.3  # 5 s in the daemon
+    sink = Sink()
+    await source.start(sink, sink.fault)
+    try:
+        source.set_bandwidth_estimate(200_000)
+        assert source.bitrate == 170_000
+        source.set_bandwidth_estimate(None)  # the slow viewer left: too soon to rise
+        assert source.bitrate == 170_000
+        await wait_until(lambda: source.bitrate == 500_000, "the bitrate never rose back", 10)
+        assert control.read_state(fake).bitrates == [170_000, 255_000, 382_500, 500_000]
+    finally:
+        await source.stop()
+    assert source._bitrate_recheck is None
 
 
 async def test_an_estimate_that_arrived_before_the_camera_opened_applies_at_start(

@@ -60,6 +60,7 @@ INSTALL_HELP = (
 )
 UPGRADE_HELP = "`sudo apt update && sudo apt install --only-upgrade python3-picamera2`"
 STOP_TIMEOUT = 10.0  # seconds a camera may take to stop before we give up on it
+BITRATE_RECHECK_MIN = 0.1  # seconds; a held-back bitrate change is retried no sooner
 
 
 class CameraError(Exception):
@@ -294,6 +295,7 @@ class Picamera2Source:
         self.bitrate = cfg.bitrate
         self.model: str | None = None
         self._run: _Run | None = None
+        self._bitrate_recheck: asyncio.TimerHandle | None = None
         self._generation = 0
         self._next_pts = 0
         self._sink: FrameSink | None = None
@@ -446,6 +448,9 @@ class Picamera2Source:
         """Stop recording and release the camera (bounded); late frames are dropped."""
         run, self._run = self._run, None
         self._generation += 1
+        if self._bitrate_recheck is not None:
+            self._bitrate_recheck.cancel()
+            self._bitrate_recheck = None
         self._sink = self._on_fault = None
         if run is None:
             return
@@ -524,6 +529,7 @@ class Picamera2Source:
     def set_bandwidth_estimate(self, bps: int | None) -> None:
         """The lowest viewer's REMB (None: no estimate); the encoder follows within bounds."""
         new = self.governor.update(bps)
+        self._recheck_bitrate_later()
         if new is None or self._run is None or not self._bitrate_control:
             return
         if self._apply_bitrate(self._run.encoder, new):
@@ -534,6 +540,19 @@ class Picamera2Source:
                 "none" if bps is None else f"{bps // 1000} kbit/s",
             )
             self.bitrate = new
+
+    def _recheck_bitrate_later(self) -> None:
+        """A change the governor held back is due later: ask again then, estimate or not."""
+        if self._bitrate_recheck is not None:
+            self._bitrate_recheck.cancel()
+            self._bitrate_recheck = None
+        delay = self.governor.retry_after()
+        if delay is None or self._run is None or not self._bitrate_control:
+            return
+        self._bitrate_recheck = asyncio.get_running_loop().call_later(
+            max(BITRATE_RECHECK_MIN, delay),
+            lambda: self.set_bandwidth_estimate(self.governor.estimate),
+        )
 
     def _apply_bitrate(self, encoder: Any, bps: int) -> bool:
         device = v4l2.device_of(encoder)

@@ -13,14 +13,16 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import queue
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 import wave
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 import av
 import numpy as np
@@ -33,6 +35,7 @@ log = logging.getLogger("peercam.talkback")
 RATE = 48_000
 QUEUE_SECONDS = 1.0
 IDLE_CLOSE = 5.0  # seconds of silence before the ALSA device is released
+ERROR_TAIL = 2000  # bytes of aplay's stderr read for its last words
 
 
 class AudioSink(Protocol):
@@ -74,12 +77,17 @@ class AplaySink:
     def __init__(self, device: str) -> None:
         self.device = device
         self._proc: subprocess.Popen[bytes] | None = None
+        # aplay's complaints ("underrun!!!", even with -q) go to a file, not a
+        # pipe: a pipe nobody reads fills up in a long call and blocks aplay.
+        self._errors: IO[bytes] | None = None
 
     def write(self, pcm: bytes) -> None:
         if self._proc is None or self._proc.poll() is not None:
             aplay = shutil.which("aplay")
             if aplay is None:
                 raise OSError("aplay not found: sudo apt install alsa-utils")
+            self._close_errors()
+            self._errors = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as aplay
             self._proc = subprocess.Popen(
                 [
                     aplay,
@@ -96,20 +104,36 @@ class AplaySink:
                     "raw",
                 ],
                 stdin=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stderr=self._errors,
             )
         assert self._proc.stdin is not None
         try:
             self._proc.stdin.write(pcm)
             self._proc.stdin.flush()
         except BrokenPipeError:
-            err = (
-                self._proc.stderr.read().decode(errors="replace").strip()
-                if self._proc.stderr
-                else ""
-            )
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=2)
             self._proc = None
+            err = self._last_error()
             raise OSError(f"aplay -D {self.device} stopped: {err or 'no reason given'}") from None
+
+    def _last_error(self) -> str:
+        """The end of what aplay wrote to stderr (its reason for stopping)."""
+        if self._errors is None:
+            return ""
+        try:
+            self._errors.seek(0, os.SEEK_END)
+            size = self._errors.tell()
+            self._errors.seek(max(0, size - ERROR_TAIL))
+            lines = self._errors.read().decode(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1] if lines else ""
+
+    def _close_errors(self) -> None:
+        if self._errors is not None:
+            self._errors.close()
+            self._errors = None
 
     def close(self) -> None:
         if self._proc is not None:
@@ -120,6 +144,7 @@ class AplaySink:
                 proc.wait(timeout=2)
             except (OSError, subprocess.TimeoutExpired):
                 proc.kill()
+        self._close_errors()
 
 
 def make_sink(spec: str) -> AudioSink | None:

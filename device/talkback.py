@@ -9,7 +9,6 @@ live: late audio is worse than a gap).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import math
@@ -29,6 +28,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .config import ReplyConfig, TalkbackConfig
+from .threads import in_thread
 
 log = logging.getLogger("peercam.talkback")
 
@@ -261,7 +261,7 @@ class Speaker:
     async def close(self) -> None:
         if self._thread is None:
             return
-        await asyncio.to_thread(self._stop_worker)
+        await in_thread(self._stop_worker, name="peercam-speaker-stop")
 
     def _stop_worker(self) -> None:
         assert self._thread is not None

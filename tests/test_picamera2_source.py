@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -328,6 +329,36 @@ async def test_an_estimate_that_arrived_before_the_camera_opened_applies_at_star
         assert control.read_state(fake).bitrates == [170_000]
     finally:
         await source.stop()
+
+
+async def test_a_camera_that_opens_after_its_start_was_given_up_is_closed_again(
+    fake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hub gives a start 20 s; libcamera answering later must not leave the camera busy."""
+    source = Picamera2Source(camera_config(), load_picamera2())
+    slow_open = source._open
+
+    def opens_late(handover: Any) -> Any:
+        time.sleep(0.5)
+        return slow_open(handover)
+
+    monkeypatch.setattr(source, "_open", opens_late)
+    sink = Sink()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(source.start(sink, sink.fault), 0.1)
+
+    def closed_again() -> bool:
+        state = control.read_state(fake)
+        return state.opens == 1 and not state.open
+
+    await wait_until(closed_again, "the late camera was left open")
+    monkeypatch.undo()
+    await source.start(sink, sink.fault)  # not busy: it starts
+    try:
+        await sink.wait(3)
+    finally:
+        await source.stop()
+    assert sink.faults == []
 
 
 async def test_start_failures_are_camera_errors(fake: Path) -> None:

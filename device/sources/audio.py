@@ -18,7 +18,6 @@ backoff), a read error mid-stream is reported through ``on_fault``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import os
@@ -34,6 +33,7 @@ import av.logging
 import numpy as np
 
 from ..media import EncodedFrame, FaultSink, FrameSink
+from ..threads import in_thread
 from .threaded import Run, ThreadedSource
 
 log = logging.getLogger("peercam.microphone")
@@ -92,7 +92,9 @@ class _OpusThreadSource(ThreadedSource):
         if self.running:
             return
         await self.stop()  # reaps a thread that ended on its own (a read error); else a no-op
-        source = await asyncio.to_thread(self._open_input)
+        source = await in_thread(
+            self._open_input, name="peercam-mic-open", discard=self._close_input
+        )
         try:
             encoder = open_opus_encoder()
         except Exception:

@@ -48,6 +48,7 @@ from typing import Any
 from ..bitrate import BitrateGovernor
 from ..config import CameraConfig
 from ..media import EncodedFrame, FaultSink, FrameSink, VideoInfo
+from ..threads import in_thread
 from . import h264, v4l2
 from .factory import SourceUnavailable
 
@@ -334,7 +335,9 @@ class Picamera2Source:
             frame_interval_us=self.frame_interval_us,
         )
         try:
-            self._run = await asyncio.to_thread(self._open, handover)
+            self._run = await in_thread(
+                self._open, handover, name="peercam-camera-open", discard=self._close_late_run
+            )
         except BaseException:
             handover.close()
             self._sink = self._on_fault = None
@@ -434,6 +437,12 @@ class Picamera2Source:
                 f"baseline profile ({exc}); browsers may show nothing. Upgrade: {UPGRADE_HELP}"
             ) from None
 
+    def _close_late_run(self, run: _Run) -> None:
+        """On the worker thread: the camera opened after its start was given up."""
+        run.handover.close()
+        log.warning("camera %s opened after its start was given up; closing it again", run.model)
+        self._close_camera(run.camera)
+
     def _close_camera(self, camera: Any) -> None:
         try:
             camera.stop_recording()  # stops the camera if started, then its encoders
@@ -457,7 +466,10 @@ class Picamera2Source:
         run.handover.close()
         self._next_pts = run.handover.next_pts
         try:
-            await asyncio.wait_for(asyncio.to_thread(self._close_camera, run.camera), STOP_TIMEOUT)
+            await asyncio.wait_for(
+                in_thread(self._close_camera, run.camera, name="peercam-camera-close"),
+                STOP_TIMEOUT,
+            )
         except TimeoutError:
             log.error(
                 "camera %s did not stop within %.0f s; it may stay busy until peercam restarts",

@@ -9,7 +9,6 @@ capture-time barcode (see ``timecode``) for glass-to-glass measurements.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -21,6 +20,7 @@ import numpy as np
 from av.video.frame import PictureType
 
 from ..media import TIME_BASE, EncodedFrame, FaultSink, FrameSink, VideoInfo
+from ..threads import in_thread
 from . import h264, timecode
 from .threaded import Run, ThreadedSource
 
@@ -449,7 +449,7 @@ class TestPatternSource(ThreadedSource):
             log.debug("test pattern already running")
             return
         await self.stop()  # reaps a thread that ended on its own (its loop closed); else a no-op
-        encoder = await asyncio.to_thread(self._open_encoder)
+        encoder = await in_thread(self._open_encoder, name="peercam-pattern-open")
         self._launch(sink, on_fault, self._capture, encoder)
         log.info(
             "test pattern %dx%d@%d, %d bit/s, IDR every %d frames",

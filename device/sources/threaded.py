@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..media import EncodedFrame, FaultSink, FrameSink
+from ..threads import in_thread
 
 log = logging.getLogger("peercam.sources")
 
@@ -84,7 +85,7 @@ class ThreadedSource:
             return
         self._generation += 1  # frames already queued on the loop are now ignored
         run.stop.set()
-        await asyncio.to_thread(thread.join, JOIN_TIMEOUT)
+        await in_thread(thread.join, JOIN_TIMEOUT, name=f"{self.thread_name}-join")
         if thread.is_alive():
             log.warning(
                 "%s: capture thread did not end within %g s; leaving it behind",

@@ -71,7 +71,7 @@ class CallLog:
             log.warning("call log %s is unreadable (%s); starting a new one", path, exc)
             return
         for record in records[: self.keep]:
-            if not SESSION_ID_RE.match(record.call):
+            if not SESSION_ID_RE.fullmatch(record.call):
                 continue
             if record.snapshot:
                 try:

@@ -180,7 +180,7 @@ class WebRtcConfig(_Section):
     @classmethod
     def _check_ice(cls, urls: list[str]) -> list[str]:
         for url in urls:
-            if not ICE_URL_RE.match(url):
+            if not ICE_URL_RE.fullmatch(url):
                 raise ValueError(
                     f"{url!r} is not a STUN/TURN URL; expected e.g. 'stun:host:3478', "
                     "'turn:host:3478?transport=udp' or 'turns:host:5349'"

@@ -96,7 +96,7 @@ class Topics:
         if not topic.startswith(head):
             return None
         viewer = topic[len(head) :]
-        return viewer if VIEWER_ID_RE.match(viewer) else None
+        return viewer if VIEWER_ID_RE.fullmatch(viewer) else None
 
 
 # --- messages from viewers ----------------------------------------------------
@@ -166,7 +166,7 @@ def _clip(text: str, limit: int = 60) -> str:
 
 def _session_hint(obj: dict[str, Any]) -> str | None:
     session = obj.get("session")
-    if isinstance(session, str) and (SESSION_ID_RE.match(session) or session == ALL_SESSIONS):
+    if isinstance(session, str) and (SESSION_ID_RE.fullmatch(session) or session == ALL_SESSIONS):
         return session
     return None
 
@@ -203,7 +203,7 @@ def _session_id(obj: dict[str, Any], *, allow_all: bool = False) -> str:
     session = _field(obj, "session", str, session=None)
     if allow_all and session == ALL_SESSIONS:
         return session
-    if not SESSION_ID_RE.match(session):
+    if not SESSION_ID_RE.fullmatch(session):
         raise ProtocolError(
             ErrorCode.BAD_REQUEST,
             "field 'session' must match ^[A-Za-z0-9_-]{8,64}$",
@@ -213,7 +213,7 @@ def _session_id(obj: dict[str, Any], *, allow_all: bool = False) -> str:
 
 def _call_id(obj: dict[str, Any], name: str, session: str | None) -> str:
     call = _field(obj, name, str, session=session)
-    if not SESSION_ID_RE.match(call):
+    if not SESSION_ID_RE.fullmatch(call):
         raise ProtocolError(
             ErrorCode.BAD_REQUEST, f"field {name!r} must match ^[A-Za-z0-9_-]{{8,64}}$", session
         )
@@ -305,7 +305,7 @@ def parse_viewer_message(payload: bytes) -> ViewerMessage:
         return Decline(call=_call_id(obj, "call", hint))
     if kind == "reply":
         reply = _field(obj, "reply", str, session=hint)
-        if not VIEWER_ID_RE.match(reply):
+        if not VIEWER_ID_RE.fullmatch(reply):
             raise ProtocolError(
                 ErrorCode.BAD_REQUEST, "field 'reply' must be a reply id from status.replies", hint
             )

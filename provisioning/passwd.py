@@ -56,7 +56,7 @@ def hash_password(
 
 def parse_hash(stored: str) -> tuple[int, bytes, bytes]:
     """(iterations, salt, digest) of a ``$7$`` hash, or PasswordHashError."""
-    match = _HASH_RE.match(stored)
+    match = _HASH_RE.fullmatch(stored)
     if match is None:
         raise PasswordHashError("not a Mosquitto $7$ (PBKDF2-SHA512) hash")
     iterations = int(match.group(1))

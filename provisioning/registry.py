@@ -14,9 +14,11 @@ password is kept in its bundle because the Pi needs it.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
+import unicodedata
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -42,7 +44,7 @@ class ProvisionError(Exception):
 
 
 def check_id(value: str, what: str) -> str:
-    if not _ID_RE.match(value):
+    if not _ID_RE.fullmatch(value):
         raise ProvisionError(
             f"{what} id {value!r} is not valid: 1-64 lower-case letters, digits, '-' or '_', "
             "starting with a letter or digit"
@@ -108,6 +110,57 @@ class Settings(_Model):
             check_broker_url(url)
         return url
 
+    @field_validator(
+        "broker_url",
+        "public_host",
+        "listen_address",
+        "tls_certfile",
+        "tls_keyfile",
+        "mosquitto_dir",
+        "www_dir",
+        "install_dir",
+        "turn_host",
+        "turn_realm",
+        "turn_external_ip",
+        mode="before",
+    )
+    @classmethod
+    def _one_word(cls, value: object) -> object:
+        # These end up inside mosquitto.conf, turnserver.conf, the Caddyfile and
+        # peercam.toml: a space or a newline would change what those files say.
+        if isinstance(value, str) and any(c.isspace() or not c.isprintable() for c in value):
+            raise ValueError(f"{value!r} may not contain spaces, newlines or control characters")
+        return value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _check_prefix(cls, prefix: str) -> str:
+        # the daemon's own rule ([mqtt] topic_prefix): refused there, refused here
+        if prefix.startswith("/") or prefix.endswith("/") or "//" in prefix:
+            raise ValueError(f"{prefix!r}: no leading or trailing '/', and no '//'")
+        return prefix
+
+    @field_validator("listen_address")
+    @classmethod
+    def _check_address(cls, address: str) -> str:
+        if address:
+            ipaddress.ip_address(address)  # ValueError names the problem
+        return address
+
+    @field_validator("turn_external_ip")
+    @classmethod
+    def _check_external_ip(cls, value: str) -> str:
+        for part in value.split("/") if value else []:
+            ipaddress.ip_address(part)
+        if value.count("/") > 1:
+            raise ValueError(f"{value!r}: expected PUBLIC or PUBLIC/PRIVATE addresses")
+        return value
+
+    @field_validator("turn_allowed_peers")
+    @classmethod
+    def _check_networks(cls, networks: list[str]) -> list[str]:
+        return [str(ipaddress.ip_network(n, strict=False)) for n in networks]
+
     @field_validator("mosquitto_dir", "www_dir")
     @classmethod
     def _check_dir(cls, path: str) -> str:
@@ -140,6 +193,14 @@ def check_broker_url(url: str) -> str:
 
 class Device(_Model):
     name: Annotated[str, Field(min_length=1, max_length=128)]
+
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, name: str) -> str:
+        if any(unicodedata.category(c).startswith("C") for c in name):
+            raise ValueError(f"{name!r} may not contain newlines or control characters")
+        return name
+
     broker_url: str = ""  # "" = the site's settings.broker_url
     password_hash: str
     camera: str = "picamera2"
@@ -200,6 +261,7 @@ class Registry:
                 raise ProvisionError(
                     f"no registry at {root} (run 'peercam provision init' first)"
                 ) from None
+            ensure_dir(root)  # 0700 now, before any bundle or secret creates it with the umask
             return cls(root, RegistryData())
         except OSError as exc:
             raise ProvisionError(f"{path}: cannot read: {exc.strerror}") from None
@@ -209,6 +271,13 @@ class Registry:
             raise ProvisionError(f"{path}: not a valid peercam registry: {exc}") from None
         if data.version != FORMAT_VERSION:
             raise ProvisionError(f"{path}: registry format {data.version} is not supported")
+        for kind, ids in (("device", data.devices), ("viewer", data.viewers)):
+            for key in ids:
+                if not _ID_RE.fullmatch(key):
+                    raise ProvisionError(
+                        f"{path}: {kind} id {key!r} is not valid (edited by hand?): "
+                        "1-64 lower-case letters, digits, '-' or '_'"
+                    )
         return cls(root, data)
 
     def save(self) -> None:

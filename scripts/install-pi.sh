@@ -66,6 +66,9 @@ fi
 if [ -n "$BUNDLE" ]; then
     [ -f "$BUNDLE/peercam.toml" ] || die "$BUNDLE/peercam.toml not found (make one with: peercam provision device add ID)"
     [ -f "$BUNDLE/mqtt-password" ] || die "$BUNDLE/mqtt-password not found: copy the whole bundle folder"
+    # The bundle's secrets are installed into $ETC: its config must read them there.
+    outside="$(sed -nE 's/^[a-z_]+_file *= *"([^"]+)".*/\1/p' "$BUNDLE/peercam.toml" | grep -v "^$ETC/" || true)"
+    [ -z "$outside" ] || die "$BUNDLE/peercam.toml reads files outside $ETC ($(echo "$outside" | tr '\n' ' ')): it was made with 'peercam provision init --install-dir'; this script installs into $ETC, so run 'init --install-dir $ETC' and 'device add' again (or install that bundle by hand)"
 fi
 
 if [ -r /etc/os-release ]; then

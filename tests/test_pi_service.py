@@ -151,6 +151,24 @@ def test_install_refuses_an_incomplete_bundle(tmp_path: Path) -> None:
     assert "+ " not in done.stdout  # nothing planned
 
 
+def test_install_refuses_a_bundle_that_reads_its_secrets_elsewhere(tmp_path: Path) -> None:
+    """A bundle made with ``init --install-dir /srv/x`` would not find its password in /etc."""
+    (tmp_path / "peercam.toml").write_text(
+        '[mqtt]\npassword_file = "/srv/cam/mqtt-password"\n'
+        '[webrtc]\nturn_secret_file = "/etc/peercam/turn-secret"\n'
+    )
+    (tmp_path / "mqtt-password").write_text("x\n")
+    done = subprocess.run(
+        ["bash", str(SCRIPTS[0]), "--dry-run", "--bundle", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "reads files outside /etc/peercam (/srv/cam/mqtt-password )" in done.stderr
+    assert "+ " not in done.stdout  # nothing planned
+
+
 def test_uninstall_dry_run(tmp_path: Path) -> None:
     done = subprocess.run(
         ["bash", str(SCRIPTS[1]), "--dry-run", "--purge"],

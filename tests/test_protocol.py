@@ -119,6 +119,13 @@ def test_oversize_payload_is_refused_before_parsing() -> None:
     assert error.code is ErrorCode.BAD_REQUEST and "limit" in error.message
 
 
+def test_ids_with_a_trailing_newline_are_refused() -> None:
+    error = refused(b'{"v":1,"type":"hello","session":"abcdefgh\\n"}')
+    assert error.code is ErrorCode.BAD_REQUEST and "session" in error.message
+    error = refused(b'{"v":1,"type":"decline","call":"abcdefgh\\n"}')
+    assert error.code is ErrorCode.BAD_REQUEST and "call" in error.message
+
+
 def test_deep_nesting_is_a_bad_request_not_a_crash() -> None:
     error = refused(b"[" * 100_000 + b"]" * 100_000)
     assert error.code is ErrorCode.BAD_REQUEST
@@ -129,6 +136,7 @@ def test_topics_take_the_viewer_from_the_topic_only() -> None:
     assert topics.viewer_from_inbox("peercam/frontdoor/in/alice") == "alice"
     assert topics.viewer_from_inbox("peercam/frontdoor/in/Alice") is None
     assert topics.viewer_from_inbox("peercam/frontdoor/in/a/b") is None
+    assert topics.viewer_from_inbox("peercam/frontdoor/in/alice\n") is None  # re's $ allows it
     assert topics.viewer_from_inbox("peercam/backdoor/in/alice") is None
     assert topics.outbox("alice") == "peercam/frontdoor/out/alice"
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from peercam.config import load_config
+from peercam.provisioning.bundle import _toml
+from peercam.provisioning.cli import main as provision_main
 from peercam.provisioning.coturn import DENIED_PEER_RANGES, ice_server_urls
 from peercam.provisioning.passwd import (
     PasswordHashError,
@@ -70,6 +72,14 @@ def test_ids_are_checked_and_unique_across_devices_and_viewers(site: Site) -> No
     site.add_device("frontdoor")
     for args, message in [
         (("device", "add", "Front Door"), "not valid"),
+        (("device", "add", "back\n"), "not valid"),  # re's $ would let a final newline in
+        (("viewer", "add", "alice\n", "--device", "frontdoor"), "not valid"),
+        (("device", "add", "side", "--name", "Side\x7fdoor"), "control characters"),
+        (("init", "--prefix", "peercam/"), "no leading or trailing '/'"),
+        (("init", "--listen-address", "127.0.0.1\nallow_anonymous true"), "newlines"),
+        (("init", "--listen-address", "localhost"), "does not appear to be an IPv4"),
+        (("init", "--turn-external-ip", "1.2.3.4/10.0.0.1/x"), "does not appear to be"),
+        (("init", "--public-host", "broker.example.net\n  reverse_proxy"), "newlines"),
         (("device", "add", "frontdoor"), "already a device"),
         (("viewer", "add", "frontdoor", "--device", "frontdoor"), "already a device"),
         (("viewer", "add", "alice", "--device", "backdoor"), "no device 'backdoor'"),
@@ -164,6 +174,47 @@ def test_secret_files_are_0600_even_with_a_permissive_umask(site: Site) -> None:
         os.umask(old)
     assert mode(site.bundle_file("frontdoor", "mqtt-password")) == 0o600
     assert mode(site.bundle_file("frontdoor", "peercam.toml")) == 0o644
+
+
+def test_a_registry_made_by_its_first_device_is_0700_too(tmp_path: Path) -> None:
+    """No ``init`` first: the folder that holds every secret must still be private."""
+    registry = tmp_path / "registry"
+    old = os.umask(0o022)
+    try:
+        rc = provision_main(
+            [
+                "--registry",
+                str(registry),
+                "device",
+                "add",
+                "cam1",
+                "--broker",
+                "mqtt://b.example:1883",
+            ]
+        )
+    finally:
+        os.umask(old)
+    assert rc == 0
+    assert mode(registry) == 0o700
+
+
+def test_any_printable_device_name_makes_a_config_the_daemon_loads(site: Site) -> None:
+    name = 'Café "front" door \\ 門 \u00a0ünïcode'
+    site.provision("device", "add", "cafe", "--name", name)
+    assert load_config(site.bundle_file("cafe", "peercam.toml")).device.name == name
+    assert _toml("a\x7fb") == '"a\\u007fb"'  # TOML wants DEL escaped (JSON does not)
+
+
+def test_a_hand_edited_registry_with_a_bad_id_is_refused_clearly(site: Site) -> None:
+    site.add_device("frontdoor")
+    path = site.registry / "registry.json"
+    data = json.loads(path.read_text())
+    data["devices"]["back\n"] = data["devices"]["frontdoor"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(
+        ProvisionFailed, match=r"device id 'back\\n' is not valid \(edited by hand\?\)"
+    ):
+        site.provision("export")
 
 
 def test_generated_password_is_printed_once(site: Site) -> None:

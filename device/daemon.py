@@ -185,6 +185,7 @@ class Daemon:
             password=cfg.read_mqtt_password(),
             will=LastWill(self.topics.status, offline),
             subscriptions=[self.topics.inbox_filter],
+            ignore_retained=True,
             on_message=self.signaling.on_message,
             on_connect=self._on_connect,
             on_disconnect=self._on_link_lost,

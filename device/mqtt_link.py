@@ -86,6 +86,7 @@ class MqttLink:
         on_connect: Callable[[], Awaitable[None]],
         on_disconnect: Callable[[], None] | None = None,
         max_backoff: float = 30.0,
+        ignore_retained: bool = False,
     ) -> None:
         self._cfg = cfg
         self._client_id = client_id
@@ -96,6 +97,9 @@ class MqttLink:
         self._on_connect = on_connect
         self._on_disconnect = on_disconnect
         self._max_backoff = max_backoff
+        # Viewers' messages are never retained (PROTOCOL.md); a retained one is
+        # left over (or planted) and would be replayed at every reconnection.
+        self._ignore_retained = ignore_retained
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
         self.connections = 0
@@ -158,6 +162,14 @@ class MqttLink:
                     self.connected.set()
                     await self._on_connect()
                     async for message in client.messages:
+                        if message.retain and self._ignore_retained:
+                            log.warning(
+                                "ignored a retained message on %s: messages to the device are "
+                                "never retained (a viewer published it with the retain flag; "
+                                "clear it by publishing an empty retained message there)",
+                                str(message.topic)[:200],
+                            )
+                            continue
                         payload = message.payload
                         if not isinstance(payload, bytes | bytearray):
                             payload = b"" if payload is None else str(payload).encode()

@@ -111,6 +111,27 @@ async def test_broker_restart_media_flows_and_status_tells_the_truth_afterwards(
     await carol.wait_status(viewers=0, timeout=WAIT)
 
 
+async def test_a_retained_message_left_in_an_inbox_is_not_replayed(
+    mosquitto: MosquittoBroker, daemon_factory: DaemonFactory, viewer_factory: ViewerFactory
+) -> None:
+    """A viewer publishes its hello with the retain flag: the broker keeps it in ``in/mallory``.
+
+    Every (re)subscription of the device would get it again; the device must
+    ignore it (and say so), while the same viewer's live messages still work.
+    """
+    planted = new_session_id()
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="mallory") as client:
+        payload = json.dumps({"v": 1, "type": "hello", "session": planted})
+        await client.publish(f"peercam/{DEVICE}/in/mallory", payload, qos=1, retain=True)
+    daemon = await daemon_factory(mosquitto, device=DEVICE)
+    await wait_log(daemon, f"ignored a retained message on peercam/{DEVICE}/in/mallory")
+    mallory = await viewer_factory(mosquitto, "mallory", device=DEVICE)
+    watch = await mallory.watch(timeout=WAIT)  # a live hello and offer are served
+    await watch.wait_frames(FRAMES, WAIT)
+    await watch.bye()
+    assert planted[:12] not in daemon.log_text()  # the planted session never started
+
+
 async def test_a_retained_status_the_broker_dropped_is_published_again(
     mosquitto: MosquittoBroker, daemon_factory: DaemonFactory
 ) -> None:

@@ -512,8 +512,33 @@ function ensureDevice(id) {
   return d;
 }
 
-function onStatus(device, status) {
-  if (!status || status.type !== "status") return;
+/** Strings only: retained data from the broker is not trusted to have the right types. */
+function strings(list) {
+  return Array.isArray(list) ? list.filter((x) => typeof x === "string") : [];
+}
+
+/** A unix time (s) that makes a valid Date, else null (1e300 would throw in toISOString). */
+function unixTime(value) {
+  return Number.isFinite(value) && Math.abs(value) < 8.64e12 ? value : null;
+}
+
+function cleanStatus(status) {
+  const clean = { ...status, faults: strings(status.faults), warnings: strings(status.warnings) };
+  if (typeof clean.name !== "string") delete clean.name;
+  if (clean.call !== null && typeof clean.call !== "string") clean.call = null;
+  return clean;
+}
+
+function cleanCall(c) {
+  const clean = { call: c.call, at: unixTime(c.at), snapshot: c.snapshot === true };
+  clean.reason = typeof c.reason === "string" || c.reason === null ? c.reason : ""; // null: ringing
+  if (typeof c.by === "string") clean.by = c.by;
+  return clean;
+}
+
+function onStatus(device, raw) {
+  if (!raw || raw.type !== "status") return;
+  const status = cleanStatus(raw);
   const d = ensureDevice(device);
   const previous = d.status;
   d.status = status;
@@ -726,7 +751,8 @@ function onCalls(device, msg) {
   const d = ensureDevice(device);
   d.calls = msg.calls
     .filter((c) => c && typeof c === "object" && typeof c.call === "string" && CALL_RE.test(c.call))
-    .slice(0, MAX_CALLS_SHOWN);
+    .slice(0, MAX_CALLS_SHOWN)
+    .map(cleanCall);
   for (const c of d.calls) if (c.snapshot === true) requestSnapshot(device, c.call);
   pruneSnapshots();
   renderAll();
@@ -816,7 +842,14 @@ function renderDevices() {
     if (grid.children[i] !== card) grid.insertBefore(card, grid.children[i] || null);
   });
   for (const child of [...grid.children]) if (!cards.includes(child)) child.remove();
-  for (const id of ids) renderCard(app.devices.get(id));
+  for (const id of ids) {
+    try {
+      renderCard(app.devices.get(id));
+    } catch (err) {
+      // One device's odd data must not stop every other card from updating.
+      console.warn(`peercam: could not show device ${id}: ${err}`);
+    }
+  }
   const empty = $("devices-empty");
   if (ids.length === 0 && app.main) {
     empty.hidden = false;

@@ -237,6 +237,63 @@ async def test_decline_missed_calls_with_pictures_and_stale_rings(
     assert not bob_log.unexpected(), bob_log.errors
 
 
+async def test_one_devices_odd_retained_data_does_not_stop_the_others_from_showing(
+    chromium: Any, site: str, broker: MosquittoBroker, daemon_factory: Any, tmp_path: Path
+) -> None:
+    """Retained JSON with the wrong types (an object that cannot become text, a time far
+    out of range) from one device: every other card, and the missed-call list, still work.
+    "Back yard" sorts before "Front door", so its card is rendered first."""
+    odd = {"toString": 1}  # `${odd}` and [odd].join() throw in JavaScript
+    async with DeviceSide(broker, "backyard") as backyard:
+        await backyard.publish(
+            "status",
+            {
+                "v": 1,
+                "type": "status",
+                "state": "online",
+                "name": "Back yard",
+                "viewers": 0,
+                "max_viewers": 4,
+                "call": odd,
+                "faults": [odd, "camera: no video frame for 6 s"],
+                "warnings": [odd],
+            },
+            retain=True,
+        )
+        odd_call = new_call_id()
+        await backyard.publish(
+            "calls",
+            {
+                "v": 1,
+                "type": "calls",
+                "calls": [
+                    {"call": odd_call, "at": 1e300, "reason": "missed", "by": odd},
+                    {"call": new_call_id(), "at": odd, "reason": odd, "snapshot": odd},
+                ],
+            },
+            retain=True,
+        )
+    await start_device(daemon_factory, broker, tmp_path)
+    alice, log = await new_page(chromium)
+    await alice.goto(dashboard_url(site, broker, "alice"))
+    await wait_frames(alice, "frontdoor", 5, 30)
+    front = alice.locator('.card[data-device="frontdoor"]')
+    await wait_js(
+        alice,
+        "() => document.querySelector('.card[data-device=\"frontdoor\"]')"
+        ".innerText.includes('1/4 watching')",
+        15,
+        "the front door's card shows its viewer",
+    )
+    assert await front.get_attribute("data-online") == "true"
+    back = await alice.inner_text('.card[data-device="backyard"]')
+    assert "camera: no video frame for 6 s" in back
+    item = f'#recent-calls-list .call-item[data-call="{odd_call}"]'
+    await wait_js(alice, f"() => document.querySelector('{item}') !== null", 10)
+    assert "Back yard" in await alice.inner_text(item)
+    assert not log.unexpected(), log.errors
+
+
 async def test_quick_replies_door_and_refusals(
     chromium: Any, site: str, broker: MosquittoBroker
 ) -> None:

@@ -625,6 +625,8 @@ function onRing(device, msg) {
 
 function onCallEnded(device, msg) {
   if (typeof msg.call !== "string") return;
+  const pending = answering.get(msg.call);
+  if (pending) pending.over = true; // answerCall is waiting for the microphone
   app.ended.add(msg.call); // a late "call" after its end must not ring
   const reason = typeof msg.reason === "string" ? msg.reason : "ended";
   const by = typeof msg.by === "string" && msg.by ? msg.by : null;
@@ -707,6 +709,9 @@ function renderRingMedia() {
   if (snap?.url && $("ring-snapshot").src !== snap.url) $("ring-snapshot").src = snap.url;
 }
 
+/** Calls being answered while the browser asks for the microphone: call -> {over}. */
+const answering = new Map();
+
 async function answerCall(call) {
   const ring = app.ringing.get(call);
   if (!ring) return;
@@ -721,7 +726,24 @@ async function answerCall(call) {
   app.answered.add(call); // so that call-ended "answered" is recognised as ours
   micWanted = true;
   go(`#/device/${device}`);
-  const { track, problem } = await openMicrophone();
+  const pending = { over: false };
+  answering.set(call, pending);
+  let mic;
+  try {
+    mic = await openMicrophone();
+  } finally {
+    answering.delete(call);
+  }
+  const { track, problem } = mic;
+  if (pending.over) {
+    // It ended (missed, declined, answered elsewhere) while the browser asked for the
+    // microphone. The device says "answered" for our own answer only once we are
+    // connected, so any call-ended now means there is nothing left to answer.
+    if (track) track.stop();
+    app.answered.delete(call);
+    renderAll();
+    return;
+  }
   if (problem) toast(`Answering without talkback: ${problem}.`, "warn", 10000);
   session.answer(call, track);
   renderAll();

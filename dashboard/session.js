@@ -146,15 +146,20 @@ export class DeviceSession {
 
   /** The device's status changed (the dashboard calls this after storing it). */
   statusChanged(previous, status) {
-    if (this.waitRestart && (status.state !== "online" || previous?.state !== "online")) {
+    if (status.state !== "online" || previous?.state !== "online") this._stopWaitingForRestart();
+    this.evaluate();
+  }
+
+  _stopWaitingForRestart() {
+    if (this.waitRestart) {
       clearTimeout(this.waitRestart);
       this.waitRestart = null;
     }
-    this.evaluate();
   }
 
   /** The user asked for a new session (Reconnect). */
   reconnect() {
+    this._stopWaitingForRestart();
     this.blocked = false;
     this.busy = false;
     this.attempts = 0;
@@ -165,6 +170,7 @@ export class DeviceSession {
 
   /** Answer a call: a new session whose offer carries `call` and our microphone. */
   answer(call, micTrack) {
+    this._stopWaitingForRestart();
     this.call = call;
     this.mic = micTrack;
     this.reasons.add("call");
@@ -263,6 +269,7 @@ export class DeviceSession {
     try {
       pc = new RTCPeerConnection({ iceServers });
     } catch (err) {
+      this.host.iceCache.delete(this.device); // Reconnect asks the device again (hello)
       this.blocked = true;
       this.stop({ bye: true, state: "error", message: `This browser cannot use the device's ICE servers: ${err.message}` });
       return;
@@ -324,7 +331,8 @@ export class DeviceSession {
 
   async _onAnswer(msg) {
     const run = this.run;
-    if (!this.pc || !this.offerSent) return;
+    // Only an answer to our pending offer: QoS 1 may deliver the same answer twice.
+    if (!this.pc || !this.offerSent || this.pc.signalingState !== "have-local-offer") return;
     this._clear("answer");
     try {
       await this.pc.setRemoteDescription({ type: "answer", sdp: msg.sdp });
@@ -340,6 +348,7 @@ export class DeviceSession {
     this.timeline.answer = Math.round(this.answeredAt - this.startedAt);
     this.message = "Waiting for the first frame…";
     this.host.changed(this);
+    this._clear("stats");
     this.timers.stats = setInterval(() => this._poll(run), FIRST_FRAME_POLL_MS);
     this._poll(run);
   }
@@ -371,10 +380,11 @@ export class DeviceSession {
         this._setState("live", "");
       }
       if (now - this.liveSince > 10000) this.attempts = 0; // healthy for a while: reset backoff
-    } else if (this.state === "live" && now - this.lastFrameAt > STALL_MS) {
+    } else if (this.gotFirstFrame && now - this.lastFrameAt > STALL_MS) {
+      // live, or "connecting" after an ICE "disconnected" blip: the same grace
       this._retry(`No video for ${STALL_MS / 1000} s; reconnecting…`);
       return;
-    } else if (this.state !== "live" && this.answeredAt && now - this.answeredAt > FIRST_FRAME_MS) {
+    } else if (!this.gotFirstFrame && this.answeredAt && now - this.answeredAt > FIRST_FRAME_MS) {
       this._retry(`No video within ${FIRST_FRAME_MS / 1000} s of the answer; reconnecting…`);
       return;
     }

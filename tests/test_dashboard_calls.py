@@ -237,6 +237,58 @@ async def test_decline_missed_calls_with_pictures_and_stale_rings(
     assert not bob_log.unexpected(), bob_log.errors
 
 
+async def test_a_call_that_ends_while_the_microphone_is_asked_for_is_not_answered(
+    chromium: Any, site: str, broker: MosquittoBroker, daemon_factory: Any, tmp_path: Path
+) -> None:
+    """The browser's microphone prompt takes a while (a person reads it); meanwhile the
+    call is missed. The page must not then answer a call that no longer exists."""
+    await start_device(daemon_factory, broker, tmp_path)
+    alice, log = await new_page(chromium)
+    await alice.add_init_script(
+        """
+        const real = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+        navigator.mediaDevices.getUserMedia = (c) =>
+          new Promise((ok) => setTimeout(ok, 2500)).then(() => real(c));
+        """
+    )
+    await alice.goto(dashboard_url(site, broker, "alice"))
+    await wait_frames(alice, "frontdoor", 5, 30)
+    async with DeviceSide(broker, "frontdoor") as device:
+        call = new_call_id()
+        await device.publish("events", ring(call, expires_in=300))
+        await wait_js(alice, RINGING, 10)
+        await alice.click("#ring-answer")  # the microphone prompt is "open" for 2.5 s
+        await device.publish("events", ended(call, "missed"))
+        await wait_js(
+            alice, "() => document.getElementById('toasts').innerText.includes('missed call')", 5
+        )
+        await alice.wait_for_timeout(4000)  # past the prompt
+        answers = [m for _, m in device.received if m.get("type") == "offer" and "call" in m]
+        assert answers == [], "the page answered a call that had ended"
+        assert await alice.evaluate("window.peercam.sessions.frontdoor.call") is None
+        assert await alice.evaluate("window.peercam.sessions.frontdoor.mic") is False
+        await wait_more_frames(alice, "frontdoor", 10, 15)  # still watching
+    assert not log.unexpected(), log.errors
+
+
+async def test_a_repeated_answer_does_not_end_a_working_session(
+    chromium: Any, site: str, broker: MosquittoBroker, daemon_factory: Any, tmp_path: Path
+) -> None:
+    """MQTT QoS 1 may deliver a message twice: a second answer must change nothing."""
+    await start_device(daemon_factory, broker, tmp_path)
+    alice, log = await new_page(chromium)
+    await alice.goto(dashboard_url(site, broker, "alice"))
+    await wait_frames(alice, "frontdoor", 5, 30)
+    session = await alice.evaluate("window.peercam.sessions.frontdoor.session")
+    async with DeviceSide(broker, "frontdoor") as device:
+        again = {"v": 1, "type": "answer", "session": session, "sdp": "v=0\r\n"}
+        await device.publish("out/alice", again)
+    await wait_more_frames(alice, "frontdoor", 30, 15)
+    state = await alice.evaluate("window.peercam.sessions.frontdoor")
+    assert state["state"] == "live" and state["session"] == session, state
+    assert not log.unexpected(), log.errors
+
+
 async def test_one_devices_odd_retained_data_does_not_stop_the_others_from_showing(
     chromium: Any, site: str, broker: MosquittoBroker, daemon_factory: Any, tmp_path: Path
 ) -> None:

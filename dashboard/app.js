@@ -551,6 +551,7 @@ function onStatus(device, raw) {
 function removeDevice(device) {
   const d = app.devices.get(device);
   if (!d) return;
+  for (const [call, ring] of [...app.ringing]) if (ring.device === device) endRing(call);
   const s = app.sessions.get(device);
   if (s) {
     s.reasons.clear();
@@ -627,7 +628,7 @@ function onCallEnded(device, msg) {
   if (typeof msg.call !== "string") return;
   const pending = answering.get(msg.call);
   if (pending) pending.over = true; // answerCall is waiting for the microphone
-  app.ended.add(msg.call); // a late "call" after its end must not ring
+  rememberEnded(msg.call); // a late "call" after its end must not ring
   const reason = typeof msg.reason === "string" ? msg.reason : "ended";
   const by = typeof msg.by === "string" && msg.by ? msg.by : null;
   const wasRinging = app.ringing.has(msg.call);
@@ -653,13 +654,18 @@ function onCallEnded(device, msg) {
   if (reason !== "answered") app.answered.delete(msg.call);
 }
 
+/** Calls that must not ring again (a late or repeated `call` event); the last 100. */
+function rememberEnded(call) {
+  app.ended.add(call);
+  while (app.ended.size > 100) app.ended.delete(app.ended.values().next().value);
+}
+
 function endRing(call) {
   const ring = app.ringing.get(call);
   if (!ring) return;
   clearTimeout(ring.timer);
   app.ringing.delete(call);
-  app.ended.add(call);
-  if (app.ended.size > 100) app.ended.delete(app.ended.values().next().value);
+  rememberEnded(call);
   const stillRinging = [...app.ringing.values()].some((r) => r.device === ring.device);
   if (!stillRinging) app.sessions.get(ring.device)?.want("ring", false);
   if (app.dialogCall === call) {

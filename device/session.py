@@ -496,7 +496,11 @@ class Session:
         leave the sockets, and their file descriptors, open for good.
         """
         # the transceivers' ICE transports (under BUNDLE, one shared by all)
-        connections = {t.sender.transport.transport._connection for t in self._pc.getTransceivers()}
+        connections = set()
+        for transceiver in self._pc.getTransceivers():
+            dtls = transceiver.sender.transport
+            if dtls is not None:  # None only for a transceiver aiortc never wired up
+                connections.add(dtls.transport._connection)
         for connection in connections:
             try:
                 await asyncio.wait_for(connection.close(), ICE_CLOSE_TIMEOUT)

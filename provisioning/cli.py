@@ -15,18 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from .files import generate_secret
 from .passwd import hash_password
-from .registry import (
-    Device,
-    ProvisionError,
-    Registry,
-    check_broker_url,
-    check_id,
-    default_registry_dir,
-)
+from .registry import ProvisionError, Registry, check_broker_url, default_registry_dir
 
 NEXT_STEP = "next: `peercam provision export`, install its files on the broker host, reload it"
 MIN_PASSWORD = 8
@@ -185,24 +176,15 @@ def cmd_device_add(args: argparse.Namespace) -> int:
             check_broker_url(args.broker)
         except ValueError as exc:
             raise ProvisionError(str(exc)) from None
-    check_id(args.id, "device")
     password = generate_secret(24)
-    try:
-        device = Device(
-            name=args.name or args.id,
-            broker_url=args.broker or "",
-            password_hash=hash_password(password),
-            camera=args.camera,
-            host_networks=_networks(args.host_network, "--host-network"),
-        )
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"--{'.'.join(str(p) for p in e['loc']).replace('_', '-')}: "
-            + e["msg"].removeprefix("Value error, ")
-            for e in exc.errors()
-        )
-        raise ProvisionError(problems) from None
-    registry.add_device(args.id, device)
+    registry.add_device(
+        args.id,
+        name=args.name or args.id,
+        broker_url=args.broker or "",
+        password_hash=hash_password(password),
+        camera=args.camera,
+        host_networks=_networks(args.host_network, "--host-network"),
+    )
     registry.device_broker_url(args.id)  # refuse before writing anything
     ensure_turn_secret(registry)
     folder = write_bundle(registry, args.id, password=password)

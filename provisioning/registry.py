@@ -43,6 +43,14 @@ class ProvisionError(Exception):
     """A provisioning request that cannot be done; the message says why and what to do."""
 
 
+def _problems(exc: ValidationError) -> str:
+    """A pydantic error as one line: ``field: what is wrong; ...``."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+        for e in exc.errors()
+    )
+
+
 def check_id(value: str, what: str) -> str:
     if not _ID_RE.fullmatch(value):
         raise ProvisionError(
@@ -321,9 +329,15 @@ class Registry:
 
     # --- changes ---
 
-    def add_device(self, ident: str, device: Device) -> None:
-        self._check_new_id(ident, "device")
+    def add_device(self, ident: str, **fields: Any) -> Device:
+        """A new device from ``Device`` fields; ProvisionError names what is wrong."""
+        self._check_new_id(ident, "device")  # before the fields: the name defaults to the id
+        try:
+            device = Device(**fields)
+        except ValidationError as exc:
+            raise ProvisionError(f"invalid device {ident!r}: {_problems(exc)}") from None
         self.data.devices[ident] = device
+        return device
 
     def remove_device(self, ident: str) -> list[str]:
         """Forget a device; returns the viewers that lost their grant to it."""
@@ -370,8 +384,4 @@ class Registry:
                 {**self.data.settings.model_dump(), **changes}
             )
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-                for e in exc.errors()
-            )
-            raise ProvisionError(f"invalid setting: {problems}") from None
+            raise ProvisionError(f"invalid setting: {_problems(exc)}") from None

@@ -361,6 +361,24 @@ async def new_page(browser: Any, **context_args: Any) -> tuple[Any, Any]:
     return page, watch_console(page)
 
 
+async def watching_page(
+    browser: Any,
+    site: str,
+    broker: MosquittoBroker,
+    viewer: str = "alice",
+    *,
+    frames: int = 5,
+    init_script: str | None = None,
+) -> tuple[Any, Any]:
+    """A new page signed in as ``viewer`` that has decoded ``frames`` of frontdoor's video."""
+    page, log = await new_page(browser)
+    if init_script is not None:
+        await page.add_init_script(init_script)
+    await page.goto(dashboard_url(site, broker, viewer))
+    await wait_frames(page, "frontdoor", frames, 30)
+    return page, log
+
+
 def shot(name: str) -> str:
     ARTIFACTS.mkdir(exist_ok=True)
     return str(ARTIFACTS / name)

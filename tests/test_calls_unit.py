@@ -75,6 +75,13 @@ def make(rec: Recorder, clock: FakeClock | None = None, state_dir: str = "", **c
     return CallManager(CallConfig(**cfg), hooks, log, clock=clock or FakeClock())
 
 
+def ring_now(calls: CallManager) -> str:
+    """Press the button; the id of the call that now rings."""
+    calls.press()
+    assert calls.call is not None
+    return calls.call
+
+
 async def settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
@@ -105,9 +112,7 @@ async def test_press_rings_once_and_holds_the_camera() -> None:
 async def test_answer_by_first_offer_then_idle_when_its_session_ends() -> None:
     rec = Recorder()
     calls = make(rec)
-    calls.press()
-    call = calls.call
-    assert call is not None
+    call = ring_now(calls)
     assert calls.claim("alice", "sess-alice-1", call)
     assert not calls.claim("bob", "sess-bob-0001", call)  # too late
     assert calls.claim("alice", "sess-alice-1", call)  # the same session re-offering
@@ -137,9 +142,7 @@ async def test_an_answer_that_fails_before_connecting_rings_again_until_the_dead
     """A refused offer or a phone that never connects must not swallow the visitor."""
     rec = Recorder()
     calls = make(rec, ring_timeout=0.6)
-    calls.press()
-    call = calls.call
-    assert call is not None
+    call = ring_now(calls)
     assert calls.claim("alice", "sess-alice-1", call)
     calls.decline("bob", call)  # alice is answering: bob's decline does not end it
     assert calls.state is CallState.RINGING
@@ -157,9 +160,7 @@ async def test_an_answer_that_fails_before_connecting_rings_again_until_the_dead
 async def test_a_failed_answer_keeps_the_original_deadline() -> None:
     rec = Recorder()
     calls = make(rec, ring_timeout=0.2)
-    calls.press()
-    call = calls.call
-    assert call is not None
+    call = ring_now(calls)
     assert calls.claim("alice", "sess-alice-1", call)
     await asyncio.sleep(0.3)  # past the deadline while alice connects: not missed yet
     assert calls.state is CallState.RINGING
@@ -169,8 +170,7 @@ async def test_a_failed_answer_keeps_the_original_deadline() -> None:
     assert rec.types() == [("call", None), ("call-ended", "missed")]
 
     calls2 = make(Recorder(), ring_timeout=0.3)
-    calls2.press()
-    assert calls2.claim("alice", "sess-alice-1", calls2.call or "")
+    assert calls2.claim("alice", "sess-alice-1", ring_now(calls2))
     calls2.session_ended("alice", "sess-alice-1")  # failed at once: rings until 0.3 s
     assert calls2.state is CallState.RINGING
     await asyncio.sleep(0.5)
@@ -192,9 +192,7 @@ async def test_offer_with_a_stale_call_is_not_an_answer() -> None:
 async def test_decline_ends_ringing_everywhere() -> None:
     rec = Recorder()
     calls = make(rec)
-    calls.press()
-    call = calls.call
-    assert call is not None
+    call = ring_now(calls)
     calls.decline("bob", "wrong-call-id-1")
     assert calls.state is CallState.RINGING
     calls.decline("bob", call)

@@ -35,6 +35,7 @@ from tests.dashboard_env import (  # noqa: F401 - fixtures
     wait_js,
     wait_more_frames,
     watch_console,
+    watching_page,
 )
 from tests.mosquitto import MosquittoBroker
 
@@ -195,9 +196,7 @@ async def test_device_goes_offline_when_the_daemon_stops(
     chromium: Any, site: str, broker: MosquittoBroker, daemon_factory: Any, tmp_path: Path
 ) -> None:
     daemon = await start_device(daemon_factory, broker, tmp_path)
-    page, log = await new_page(chromium)
-    await page.goto(dashboard_url(site, broker, "alice"))
-    await wait_frames(page, "frontdoor", 10, 30)
+    page, log = await watching_page(chromium, site, broker, frames=10)
     card = '.card[data-device="frontdoor"]'
     # the count comes with the device's next status, not with the video
     await wait_js(page, js_card("frontdoor", "c.innerText.includes('1/4 watching')"), 10)
@@ -256,9 +255,7 @@ async def test_a_crashed_tab_is_ended_by_its_last_will(
     chromium: Any, site: str, broker: MosquittoBroker, daemon_factory: Any, tmp_path: Path
 ) -> None:
     daemon = await start_device(daemon_factory, broker, tmp_path)
-    page, _ = await new_page(chromium)
-    await page.goto(dashboard_url(site, broker, "alice"))
-    await wait_frames(page, "frontdoor", 10, 30)
+    page, _ = await watching_page(chromium, site, broker, frames=10)
     await daemon.wait_status(lambda s: s.get("viewers") == 1, 10)
     cdp = await page.context.new_cdp_session(page)
     crash = asyncio.ensure_future(cdp.send("Page.crash"))  # never answers: the page dies

@@ -34,6 +34,7 @@ from tests.dashboard_env import (  # noqa: F401 - fixtures
     wait_frames,
     wait_js,
     wait_more_frames,
+    watching_page,
 )
 from tests.mosquitto import MosquittoBroker
 
@@ -154,9 +155,7 @@ async def test_decline_missed_calls_with_pictures_and_stale_rings(
     chromium: Any, site: str, broker: MosquittoBroker, daemon_factory: Any, tmp_path: Path
 ) -> None:
     await start_device(daemon_factory, broker, tmp_path)
-    alice, log = await new_page(chromium)
-    await alice.goto(dashboard_url(site, broker, "alice"))
-    await wait_frames(alice, "frontdoor", 5, 30)
+    alice, log = await watching_page(chromium, site, broker)
 
     async with DeviceSide(broker, "frontdoor") as device:
         # Decline.
@@ -243,16 +242,12 @@ async def test_a_call_that_ends_while_the_microphone_is_asked_for_is_not_answere
     """The browser's microphone prompt takes a while (a person reads it); meanwhile the
     call is missed. The page must not then answer a call that no longer exists."""
     await start_device(daemon_factory, broker, tmp_path)
-    alice, log = await new_page(chromium)
-    await alice.add_init_script(
-        """
+    slow_prompt = """
         const real = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
         navigator.mediaDevices.getUserMedia = (c) =>
           new Promise((ok) => setTimeout(ok, 2500)).then(() => real(c));
-        """
-    )
-    await alice.goto(dashboard_url(site, broker, "alice"))
-    await wait_frames(alice, "frontdoor", 5, 30)
+    """
+    alice, log = await watching_page(chromium, site, broker, init_script=slow_prompt)
     async with DeviceSide(broker, "frontdoor") as device:
         call = new_call_id()
         await device.publish("events", ring(call, expires_in=300))
@@ -276,9 +271,7 @@ async def test_a_repeated_answer_does_not_end_a_working_session(
 ) -> None:
     """MQTT QoS 1 may deliver a message twice: a second answer must change nothing."""
     await start_device(daemon_factory, broker, tmp_path)
-    alice, log = await new_page(chromium)
-    await alice.goto(dashboard_url(site, broker, "alice"))
-    await wait_frames(alice, "frontdoor", 5, 30)
+    alice, log = await watching_page(chromium, site, broker)
     session = await alice.evaluate("window.peercam.sessions.frontdoor.session")
     async with DeviceSide(broker, "frontdoor") as device:
         again = {"v": 1, "type": "answer", "session": session, "sdp": "v=0\r\n"}
@@ -326,9 +319,7 @@ async def test_one_devices_odd_retained_data_does_not_stop_the_others_from_showi
             retain=True,
         )
     await start_device(daemon_factory, broker, tmp_path)
-    alice, log = await new_page(chromium)
-    await alice.goto(dashboard_url(site, broker, "alice"))
-    await wait_frames(alice, "frontdoor", 5, 30)
+    alice, log = await watching_page(chromium, site, broker)
     front = alice.locator('.card[data-device="frontdoor"]')
     await wait_js(
         alice,

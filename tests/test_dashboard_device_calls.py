@@ -33,6 +33,7 @@ from tests.dashboard_env import (  # noqa: F401 - fixtures
     toast_says,
     wait_frames,
     wait_js,
+    watching_page,
 )
 from tests.mosquitto import MosquittoBroker
 
@@ -156,9 +157,7 @@ async def test_decline_and_missed_with_the_device(
     daemon = await ringing_device(
         daemon_factory, broker, tmp_path, call={"ring_timeout": 10, "min_press_interval": 0}
     )
-    alice, log = await new_page(chromium)
-    await alice.goto(dashboard_url(site, broker, "alice"))
-    await wait_frames(alice, "frontdoor", 5, 30)
+    alice, log = await watching_page(chromium, site, broker)
 
     press_button(daemon)
     await wait_js(alice, RINGING, 15)

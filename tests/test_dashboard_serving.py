@@ -128,6 +128,17 @@ def served() -> Iterator[Callable[[list[str], int], subprocess.Popen[bytes]]]:
         stop(proc, signal.SIGTERM)
 
 
+def http_server(served: Callable[[list[str], int], subprocess.Popen[bytes]], folder: Path) -> int:
+    """Python's http.server (standing for nginx & co) serving ``folder``; returns its port."""
+    port = free_port()
+    served(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+         "--directory", str(folder)],
+        port,
+    )  # fmt: skip
+    return port
+
+
 async def sign_in_with_form(page: Any, broker_url: str | None, viewer: str = "alice") -> None:
     if broker_url is not None:
         await page.fill("#f-broker", broker_url)
@@ -189,12 +200,7 @@ async def test_any_static_web_server_can_host_it(
 ) -> None:
     """Python's http.server stands for nginx & co: config comes from URL parameters."""
     await start_device(daemon_factory, broker, tmp_path)
-    port = free_port()
-    served(
-        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-         "--directory", str(DASHBOARD)],
-        port,
-    )  # fmt: skip
+    port = http_server(served, DASHBOARD)
     page, log = await new_page(chromium)
     query = f"broker_url={broker.ws_url}&viewer=alice&password={PASSWORDS['alice']}&signin=1"
     await page.goto(f"http://127.0.0.1:{port}/?{query}#/device/frontdoor")
@@ -219,12 +225,7 @@ async def test_a_link_with_viewer_and_password_signs_in_with_the_sites_broker(
     (site / "config.json").write_text(
         json.dumps({"broker_url": broker.ws_url, "topic_prefix": "peercam"})
     )
-    port = free_port()
-    served(
-        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-         "--directory", str(site)],
-        port,
-    )  # fmt: skip
+    port = http_server(served, site)
     page, log = await new_page(chromium)
     query = f"device=frontdoor&viewer=alice&password={PASSWORDS['alice']}"
     await page.goto(f"http://127.0.0.1:{port}/?{query}")

@@ -97,6 +97,16 @@ def test_unit_is_a_watched_sandboxed_notify_service() -> None:
     assert one["[Service]ExecStart"].startswith(f"{EXEC} run --config /etc/peercam/")
 
 
+def install_dry_run(bundle: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``install-pi.sh --dry-run --bundle BUNDLE``: prints its plan, changes nothing."""
+    return subprocess.run(
+        ["bash", str(SCRIPTS[0]), "--dry-run", "--bundle", str(bundle)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_install_scripts_pass_bash_n_and_shellcheck(script: Path) -> None:
     subprocess.run(["bash", "-n", str(script)], check=True, timeout=30)
@@ -113,12 +123,7 @@ def test_install_dry_run_plans_every_step_and_changes_nothing(tmp_path: Path) ->
     for name in ("peercam.toml", "mqtt-password", "turn-secret", "ca.crt"):
         (bundle / name).write_text("x\n")
     before = {p: p.exists() for p in (Path("/opt/peercam"), Path("/etc/peercam"))}
-    done = subprocess.run(
-        ["bash", str(SCRIPTS[0]), "--dry-run", "--bundle", str(bundle)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = install_dry_run(bundle, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     plan = done.stdout
     assert "python3 -m venv --system-site-packages /opt/peercam/venv" in plan or (
@@ -140,12 +145,7 @@ def test_install_dry_run_plans_every_step_and_changes_nothing(tmp_path: Path) ->
 
 def test_install_refuses_an_incomplete_bundle(tmp_path: Path) -> None:
     (tmp_path / "peercam.toml").write_text("x\n")
-    done = subprocess.run(
-        ["bash", str(SCRIPTS[0]), "--dry-run", "--bundle", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = install_dry_run(tmp_path)
     assert done.returncode == 1
     assert "mqtt-password not found" in done.stderr
     assert "+ " not in done.stdout  # nothing planned
@@ -158,12 +158,7 @@ def test_install_refuses_a_bundle_that_reads_its_secrets_elsewhere(tmp_path: Pat
         '[webrtc]\nturn_secret_file = "/etc/peercam/turn-secret"\n'
     )
     (tmp_path / "mqtt-password").write_text("x\n")
-    done = subprocess.run(
-        ["bash", str(SCRIPTS[0]), "--dry-run", "--bundle", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = install_dry_run(tmp_path)
     assert done.returncode == 1
     assert "reads files outside /etc/peercam (/srv/cam/mqtt-password )" in done.stderr
     assert "+ " not in done.stdout  # nothing planned

@@ -17,6 +17,7 @@ from .hub import NO_IDR_ON_JOIN_ENV, MediaHub
 from .ice import IceServers, restrict_host_addresses
 from .ice_health import IceHealth
 from .mqtt_link import LastWill, MqttLink
+from .notify import Notifications
 from .protocol import ByeReason, ErrorCode, ProtocolError, Topics, encode
 from .resources import Counts, ResourceReporter, consumers_of
 from .sdnotify import Notifier, install_test_loop_blocker
@@ -50,6 +51,7 @@ class Daemon:
         self.video: MediaHub | None = None
         self.audio: MediaHub | None = None
         self.ice_health: IceHealth | None = None
+        self.notifications: Notifications | None = None
         self.ready = asyncio.Event()
         self.notifier = Notifier()  # systemd Type=notify; does nothing outside systemd
 
@@ -116,6 +118,7 @@ class Daemon:
                 on_state_change=on_change,
                 fault_level=logging.WARNING,  # a missing microphone degrades, video goes on
             )
+        self.notifications = Notifications(cfg)
         self.speaker = Speaker(cfg.talkback)
         self.speaker.start()
         self.calls = CallManager(
@@ -126,7 +129,7 @@ class Daemon:
                 indicate=self._indicate,
                 hold_media=self.video.hold,
                 release_media=self.video.release,
-                snapshot=lambda: take_snapshot(self.video),
+                snapshot=self._snapshot,
                 hang_up=self._hang_up,
             ),
             CallLog(
@@ -177,6 +180,7 @@ class Daemon:
             speaker=self.speaker if self.speaker.available else None,
             open_door=self._open_door if self.panel and self.panel.door else None,
             status_refresh=cfg.mqtt.status_refresh,
+            push=self.notifications if self.notifications.push is not None else None,
         )
         offline = encode(self.signaling.status("offline"))
         self.link = MqttLink(
@@ -216,7 +220,23 @@ class Daemon:
             self.calls.press()
 
     async def _publish_event(self, message: dict[str, object]) -> bool:
+        # Notifications first: handing them over never blocks, and a ring
+        # reaches phones even while the broker is unreachable.
+        if self.notifications is not None:
+            kind, call = message.get("type"), message.get("call")
+            if kind == "call" and isinstance(call, str):
+                self.notifications.ring(call, float(message.get("at") or time.time()))  # type: ignore[arg-type]
+            elif kind == "call-ended" and isinstance(call, str):
+                self.notifications.ended(call, str(message.get("reason")))
         return await self._publish(self.topics.events, encode(message), False)
+
+    async def _snapshot(self) -> bytes | None:
+        assert self.video is not None
+        call = self.calls.call if self.calls is not None else None
+        jpeg = await take_snapshot(self.video)
+        if self.notifications is not None and call is not None:
+            self.notifications.snapshot(call, jpeg)
+        return jpeg
 
     def _indicate(self, state: CallState) -> None:
         if self.panel is not None:
@@ -321,5 +341,7 @@ class Daemon:
             await self.video.close()
             if self.audio is not None:
                 await self.audio.close()
+            if self.notifications is not None:
+                await asyncio.to_thread(self.notifications.close)
             self.notifier.close()
             log.info("stopped")

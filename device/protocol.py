@@ -150,10 +150,37 @@ class Open:
     """peercam addition: pulse the door strike (answering viewer, if allowed)."""
 
 
-ViewerMessage = Hello | Offer | Candidate | Bye | Decline | Reply | Open
+@dataclass(frozen=True, slots=True)
+class PushSubscribe:
+    """v1.1: send Web Push for this device to the browser's subscription (checked later)."""
+
+    subscription: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PushUnsubscribe:
+    """v1.1: stop sending Web Push to that endpoint."""
+
+    endpoint: str
+
+
+ViewerMessage = (
+    Hello | Offer | Candidate | Bye | Decline | Reply | Open | PushSubscribe | PushUnsubscribe
+)
 
 DEVICE_TYPES = frozenset(
-    {"welcome", "answer", "error", "status", "call", "call-ended", "opened", "calls"}
+    {
+        "welcome",
+        "answer",
+        "error",
+        "status",
+        "call",
+        "call-ended",
+        "opened",
+        "calls",
+        "push-subscribed",
+        "push-unsubscribed",
+    }
 )
 MAX_SDP = 60_000
 MAX_CANDIDATE = 1_024
@@ -312,6 +339,13 @@ def parse_viewer_message(payload: bytes) -> ViewerMessage:
         return Reply(reply=reply)
     if kind == "open":
         return Open()
+    if kind == "push-subscribe":
+        return PushSubscribe(subscription=_field(obj, "subscription", dict, session=hint))
+    if kind == "push-unsubscribe":
+        endpoint = _field(obj, "endpoint", str, session=hint)
+        if len(endpoint) > 2048:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "field 'endpoint' is too long", hint)
+        return PushUnsubscribe(endpoint=endpoint)
     if kind in DEVICE_TYPES:
         raise ProtocolError(
             ErrorCode.UNSUPPORTED, f"type {kind!r} is sent by devices, not viewers", hint

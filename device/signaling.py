@@ -15,7 +15,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .calls import CallManager
 from .config import WebRtcConfig
@@ -33,6 +33,8 @@ from .protocol import (
     Offer,
     Open,
     ProtocolError,
+    PushSubscribe,
+    PushUnsubscribe,
     Reply,
     Topics,
     ViewerMessage,
@@ -55,6 +57,17 @@ RATE_PER_SECOND = 20.0  # ... refilled at this rate
 CLOSE_TIMEOUT = 5.0  # seconds a shutdown waits for tasks before abandoning them
 MAX_IDLE_INBOXES = 256  # viewer records kept before idle ones are pruned
 WILL_GRACE = 1.5  # seconds between a viewer's "bye *" and closing its sessions
+
+
+class PushHandler(Protocol):
+    """Web Push subscriptions (``notify.Notifications``); v1.1 of the protocol."""
+
+    @property
+    def push_key(self) -> str | None: ...
+
+    def subscribe(self, viewer: str, subscription: object) -> dict[str, object]: ...
+
+    def unsubscribe(self, viewer: str, endpoint: str) -> dict[str, object]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +120,7 @@ class Signaling:
         speaker: Speaker | None = None,
         open_door: Callable[[str], Awaitable[None]] | None = None,
         status_refresh: float = 0.0,
+        push: PushHandler | None = None,
     ) -> None:
         self.topics = topics
         self.webrtc = webrtc
@@ -132,6 +146,7 @@ class Signaling:
         self.speaker = speaker
         self._open_door = open_door
         self._status_refresh = status_refresh  # seconds; 0 = publish on changes only
+        self.push = push
 
     @property
     def call(self) -> str | None:
@@ -244,6 +259,14 @@ class Signaling:
                 if self._open_door is None:
                     raise ProtocolError(ErrorCode.UNSUPPORTED, "this device has no door strike")
                 await self._open_door(viewer)
+            case PushSubscribe(subscription=subscription):
+                if self.push is None:
+                    raise ProtocolError(ErrorCode.UNSUPPORTED, "this device does not send Web Push")
+                await self._send(viewer, self.push.subscribe(viewer, subscription))
+            case PushUnsubscribe(endpoint=endpoint):
+                if self.push is None:
+                    raise ProtocolError(ErrorCode.UNSUPPORTED, "this device does not send Web Push")
+                await self._send(viewer, self.push.unsubscribe(viewer, endpoint))
 
     def _reply(self, viewer: str, reply: str) -> None:
         if self.speaker is None or not self.speaker.available:
@@ -301,6 +324,7 @@ class Signaling:
                 "video": d.video.as_message(),
                 "audio": {"codec": d.audio_codec} if d.audio_codec else None,
                 "talkback": d.talkback,
+                **self._push_key(),
             },
         )
 
@@ -482,7 +506,13 @@ class Signaling:
         }
         if state == "online" and self._status_extra is not None:
             status.update(self._status_extra())
+        if state == "online":
+            status.update(self._push_key())
         return status
+
+    def _push_key(self) -> dict[str, object]:
+        key = self.push.push_key if self.push is not None else None
+        return {"push_key": key} if key else {}
 
     def status_changed(self) -> None:
         self._status_changed.set()

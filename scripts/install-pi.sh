@@ -137,6 +137,9 @@ if [ -n "$BUNDLE" ]; then
     if [ -f "$BUNDLE/ca.crt" ]; then
         run install -m 0644 -o root -g root "$BUNDLE/ca.crt" "$ETC/ca.crt"
     fi
+    if [ -f "$BUNDLE/viewers.txt" ]; then  # Web Push only to viewers still granted
+        run install -m 0644 -o root -g root "$BUNDLE/viewers.txt" "$ETC/viewers.txt"
+    fi
 elif [ ! -f "$ETC/peercam.toml" ]; then
     say "no bundle and no $ETC/peercam.toml: installing the example (edit it, then start)"
     run install -m 0640 -o root -g "$SERVICE_USER" "$SRC/peercam.example.toml" "$ETC/peercam.toml"

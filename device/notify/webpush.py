@@ -262,8 +262,16 @@ class ViewerList:
                 self._mtime = mtime
         except OSError as exc:
             if self._viewers is None:
-                log.warning("web push: cannot read viewers_file %s: %s", self.path, exc)
-                self._viewers = set()
+                # Not yet installed (an older bundle): no check rather than no pushes.
+                if self._mtime != -1.0:
+                    log.warning(
+                        "web push: cannot read viewers_file %s (%s): not checking grants "
+                        "until it exists",
+                        self.path,
+                        exc.strerror,
+                    )
+                    self._mtime = -1.0
+                return None
         return self._viewers
 
 

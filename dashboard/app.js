@@ -7,6 +7,7 @@
 
 import { Link, describeUnreachable } from "./link.js";
 import { Ringer, openMicrophone, savePng, stillOf, toggleFullscreen } from "./media-util.js";
+import { PushPanel } from "./push.js";
 import { DeviceSession } from "./session.js";
 import {
   CALL_RE,
@@ -546,6 +547,7 @@ function onStatus(device, raw) {
   const s = app.sessions.get(device);
   if (s) s.statusChanged(previous, status);
   renderAll();
+  push.statusChanged(device);
 }
 
 function removeDevice(device) {
@@ -566,6 +568,7 @@ function removeDevice(device) {
 }
 
 function onOut(device, msg) {
+  if (push.onOut(device, msg)) return;
   const s = app.sessions.get(device);
   if (s && s.id !== null && msg.session === s.id) {
     s.onMessage(msg);
@@ -956,6 +959,7 @@ function renderDeviceView() {
   if (!id) return;
   const d = app.devices.get(id);
   const status = d?.status || null;
+  push.render(id, status);
   const s = app.sessions.get(id);
   const words = statusWords(status);
   $("device-heading").textContent = deviceName(id);
@@ -1310,6 +1314,29 @@ window.peercam = {
   },
 };
 
+// --- Web Push (push.js) -------------------------------------------------------------------
+
+/** A notification's Answer: ring here if this page has not heard the call, then answer. */
+function answerFromNotification(device, call) {
+  if (!app.signin) return false;
+  if (!app.ringing.has(call)) {
+    const status = app.devices.get(device)?.status;
+    if (!status || status.state !== "online" || status.call !== call) return false;
+    onRing(device, { call, at: Date.now() / 1000, expires_in: 30 }); // the device keeps the real deadline
+  }
+  answerCall(call);
+  return true;
+}
+
+const push = new PushPanel({
+  send: (device, message) => sendAction(device, message),
+  toast,
+  deviceName,
+  status: (device) => app.devices.get(device)?.status || null,
+  answer: answerFromNotification,
+  changed: () => renderAll(),
+});
+
 // --- start ------------------------------------------------------------------------------
 
 async function main() {
@@ -1324,6 +1351,7 @@ async function main() {
     app.liveTiles = true;
   }
   $("live-tiles").checked = app.liveTiles;
+  push.start();
   setupObserver();
   setupControls();
   const fileConfig = await loadPageConfig();

@@ -68,7 +68,7 @@ def firefox(workdir: Path, timeout: float = 60.0) -> Iterator[Any]:
     from marionette_driver.marionette import Marionette
 
     if not Path(FIREFOX).exists():
-        raise FileNotFoundError("firefox-esr is not installed (Debian: apt-get install firefox-esr)")
+        raise FileNotFoundError("firefox-esr is not installed (apt-get install firefox-esr)")
     profile = workdir / "profile"
     profile.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -132,7 +132,10 @@ def wait_script(client: Any, script: str, timeout: float, what: str) -> Any:
             return value
         if time.monotonic() > deadline:
             state = client.execute_script(
-                "return {view: document.body.dataset.view, text: document.body.innerText.slice(0, 600)}"
+                "return {view: document.body.dataset.view,"
+                " text: document.body.innerText.slice(0, 600)}"
             )
-            raise AssertionError(f"Firefox: {what} not within {timeout} s (last {value!r}); {state}")
+            raise AssertionError(
+                f"Firefox: {what} not within {timeout} s (last {value!r}); {state}"
+            )
         time.sleep(0.2)

@@ -62,6 +62,7 @@ export class PushPanel {
     this.state = new Map(); // device -> {subscribed, endpoint, busy, problem, confirmed}
     this.pendingAnswer = null; // {device, call} from a notification's Answer
     this.shell = null;
+    this.workerProblem = null;
     const q = new URLSearchParams(location.search);
     const call = q.get("answer");
     const m = /^#\/device\/([a-z0-9][a-z0-9_-]{0,63})$/.exec(location.hash);
@@ -87,7 +88,12 @@ export class PushPanel {
       }
     });
     this.shell = navigator.serviceWorker.register(SW_URL, { scope: "./" }).catch((err) => {
+      // Typically a page whose https certificate the browser does not trust.
+      this.workerProblem =
+        `The browser refused this page's service worker (${err?.message || err}), so it cannot notify you with the page closed. ` +
+        "If the browser warned about this site's certificate, trust the certificate (or install your private CA) and reload.";
       console.warn("peercam: the offline shell's service worker did not register", err?.message || err);
+      this.host.changed();
       return null;
     });
   }
@@ -160,7 +166,7 @@ export class PushPanel {
   }
 
   async subscribe(device) {
-    const why = pushUnavailable();
+    const why = pushUnavailable() || this.workerProblem;
     const key = this.host.status(device)?.push_key;
     const st = this.state.get(device) || {};
     this.state.set(device, st);
@@ -250,7 +256,7 @@ export class PushPanel {
     const button = document.getElementById("dv-push-toggle");
     const text = document.getElementById("dv-push-text");
     const st = this.state.get(device) || {};
-    const why = pushUnavailable();
+    const why = pushUnavailable() || this.workerProblem;
     box.hidden = false;
     box.dataset.device = device;
     let words;

@@ -79,7 +79,9 @@ class Notifications:
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"[notify] web push key: {exc}") from None
             if key_path is None:
-                log.warning(
+                # Not a fault (the demo, a camera nobody subscribes to), but worth knowing:
+                # after a restart dashboards must turn "notify me" on again.
+                log.info(
                     "web push: no [call] state_dir or [notify] vapid_key_file: the VAPID key "
                     "and push subscriptions last only until the daemon restarts"
                 )

@@ -204,3 +204,15 @@ async def test_a_push_shows_a_notification_and_its_answer_button_answers(
         finally:
             await context.close()
             push_service.stop()
+
+
+def test_the_offline_shell_lists_every_file_of_the_page() -> None:
+    """sw.js caches an explicit list: a new module left out would break the offline app."""
+    import re
+
+    dashboard = Path(__file__).resolve().parent.parent / "dashboard"
+    listed = set(re.findall(r'^  "([^"]+)",$', (dashboard / "sw.js").read_text(), re.M))
+    pages = {p.name for p in dashboard.glob("*.js")} - {"sw.js"}
+    assert pages <= listed, f"missing from sw.js SHELL: {sorted(pages - listed)}"
+    for name in listed - {"./"}:
+        assert (dashboard / name).is_file(), f"sw.js SHELL lists {name}, which does not exist"

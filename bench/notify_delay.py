@@ -1,6 +1,6 @@
 """Press → notification request: how soon a ring leaves the device, and what sending costs the loop.
 
-    python -m bench.notify_delay [--presses 9] [--snapshot-wait 2.0]
+    python -m bench.notify_delay [--presses 9] [--snapshot-wait 2.0] [--baseline]
 
 An in-process daemon (test pattern 1280x720, ``[camera] idle_stop`` 0 so
 each press starts the camera, as on a quiet doorbell), real Mosquitto, an
@@ -11,6 +11,9 @@ endpoint (both include the snapshot: a ring waits up to
 ``[notify] snapshot_wait`` for it).  Meanwhile a 5 ms ticker on the daemon's
 loop records its worst lateness: the loop's worst stall while sending.
 The endpoints run as threads in the same process (they share the GIL).
+``--baseline`` presses the same way with notifications off (no URL, no Web
+Push) and waits 0.5 s per press: the loop's stall from the ring itself
+(camera start, snapshot), to compare with.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ async def ticker(worst: list[float], stop: asyncio.Event, every: float = 0.005) 
         worst[0] = max(worst[0], loop.time() - start - every)
 
 
-async def run(presses: int, snapshot_wait: float) -> dict[str, Any]:
+async def run(presses: int, snapshot_wait: float, baseline: bool = False) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="peercam-notify-bench-"))
     broker = MosquittoBroker(work / "mosquitto").start()
     sink = HttpSink().start()
@@ -52,7 +55,9 @@ async def run(presses: int, snapshot_wait: float) -> dict[str, Any]:
             {
                 "camera": {"width": 1280, "height": 720, "idle_stop": 0.0},
                 "call": {"min_press_interval": 0.0, "state_dir": str(work / "state")},
-                "notify": {"urls": [sink.url("json")], "snapshot_wait": snapshot_wait},
+                "notify": {"urls": [sink.url("json")], "snapshot_wait": snapshot_wait}
+                if not baseline
+                else {"web_push": False},
                 "gpio": {"enabled": False},
             },
         )
@@ -63,7 +68,8 @@ async def run(presses: int, snapshot_wait: float) -> dict[str, Any]:
     try:
         await asyncio.wait_for(daemon.ready.wait(), 20)
         assert daemon.notifications is not None
-        daemon.notifications.subscribe("bench", browser.subscription())
+        if not baseline:
+            daemon.notifications.subscribe("bench", browser.subscription())
         apprise_ms: list[float] = []
         push_ms: list[float] = []
         stalls_ms: list[float] = []
@@ -74,8 +80,11 @@ async def run(presses: int, snapshot_wait: float) -> dict[str, Any]:
             before_a, before_p = len(sink.requests), len(push.pushes)
             pressed = time.monotonic()
             daemon.press_call_button()
-            await wait_until(lambda a=before_a: len(sink.requests) > a, "apprise", timeout=20)
-            await wait_until(lambda p=before_p: len(push.pushes) > p, "push", timeout=20)
+            if baseline:
+                await asyncio.sleep(0.5)
+            else:
+                await wait_until(lambda a=before_a: len(sink.requests) > a, "apprise", timeout=20)
+                await wait_until(lambda p=before_p: len(push.pushes) > p, "push", timeout=20)
             call = daemon.calls.call if daemon.calls else None
             await asyncio.sleep(0.3)  # the snapshot's publication and the sends settle
             tick_stop.set()
@@ -85,10 +94,12 @@ async def run(presses: int, snapshot_wait: float) -> dict[str, Any]:
             await asyncio.sleep(0.5)  # the camera stops (idle_stop 0) before the next press
             if n == 0:
                 continue
+            stalls_ms.append(worst[0] * 1000)
+            if baseline:
+                continue
             apprise_ms.append((sink.requests[before_a].received - pressed) * 1000)
             push_arrival = push.sink.requests[-1].received
             push_ms.append((push_arrival - pressed) * 1000)
-            stalls_ms.append(worst[0] * 1000)
         assert not push.problems, push.problems
     finally:
         stop.set()
@@ -99,6 +110,7 @@ async def run(presses: int, snapshot_wait: float) -> dict[str, Any]:
     return {
         "presses": presses,
         "snapshot_wait": snapshot_wait,
+        "baseline": baseline,
         "press_to_apprise_ms": stats(apprise_ms),
         "press_to_webpush_ms": stats(push_ms),
         "loop_worst_stall_ms": stats(stalls_ms),
@@ -110,12 +122,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presses", type=int, default=9)
     parser.add_argument("--snapshot-wait", type=float, default=2.0)
+    parser.add_argument("--baseline", action="store_true", help="notifications off")
     args = parser.parse_args()
-    result = asyncio.run(run(args.presses, args.snapshot_wait))
+    result = asyncio.run(run(args.presses, args.snapshot_wait, args.baseline))
     print(f"press -> Apprise request : {summary(result['raw']['apprise'])} ms")
     print(f"press -> Web Push request: {summary(result['raw']['webpush'])} ms")
     print(f"event loop worst stall   : {summary(result['raw']['stall'])} ms")
-    print(f"wrote {write_result('notify_delay', result)}")
+    name = "notify_delay_baseline" if args.baseline else "notify_delay"
+    print(f"wrote {write_result(name, result)}")
 
 
 if __name__ == "__main__":

@@ -200,6 +200,36 @@ async def test_a_push_shows_a_notification_and_its_answer_button_answers(
                 "the opened dashboard is in the call",
             )
             await dashboard.screenshot(path=shot("dashboard-answered-from-notification.png"))
+
+            # A call nobody answers: its "missed" push replaces the ringing notification.
+            other = "Other-call-0001"
+            cdp3 = await context.new_cdp_session(dashboard)  # the earlier tabs are closed
+            await cdp3.send("ServiceWorker.enable")
+            for kind, title in (("ring", message["title"]), ("missed", "Front door: missed call")):
+                data = {**message, "call": other, "kind": kind, "title": title}
+                if kind == "missed":
+                    data.pop("image")
+                await cdp3.send(
+                    "ServiceWorker.deliverPushMessage",
+                    {
+                        "origin": origin,
+                        "registrationId": registrations[scope],
+                        "data": json.dumps(data),
+                    },
+                )
+                await wait_until(
+                    lambda t=title: any(n.summary == t for n in notifications.shown),
+                    f"the {kind} notification",
+                )
+            left = await dashboard.evaluate(
+                """async (scope) => {
+                  const reg = await navigator.serviceWorker.getRegistration(scope);
+                  return (await reg.getNotifications()).map((n) => [n.title, n.tag,
+                    n.actions.map((a) => a.action)]);
+                }""",
+                scope,
+            )
+            assert left == [["Front door: missed call", f"peercam-frontdoor-{other}", ["open"]]]
             assert not log.unexpected(), log.errors
         finally:
             await context.close()

@@ -52,7 +52,25 @@ def drive(client: Any, site: str, broker: MosquittoBroker, daemon: Any) -> dict[
     )
     Path(shot("firefox-no-h264.png")).write_bytes(base64.b64decode(client.screenshot()))
 
+    # Answering in this Firefox: the large view says the same, and nothing is offered
+    # (the call rings on and is missed: a phone that can play it may still answer).
     daemon.signal(signal.SIGUSR1)  # --fake-hardware: the call button
+    wait_script(client, "return document.getElementById('ring-dialog').open", 20, "ringing")
+    client.find_element(By.ID, "ring-answer").click()
+    answered = wait_script(
+        client,
+        "const t = document.getElementById('dv-overlay').textContent;"
+        " return document.body.dataset.view === 'device' && t.includes('OpenH264') && t",
+        20,
+        "the no-H.264 sentence in the large view after Answer",
+    )
+    deadline = time.monotonic() + 20
+    while "missed: nobody answered" not in daemon.log_text():  # the unanswered call ends
+        assert time.monotonic() < deadline, "the call Firefox could not answer was not missed"
+        time.sleep(0.1)
+    client.execute_script("location.hash = '#/'")
+
+    daemon.signal(signal.SIGUSR1)
     wait_script(
         client, "return document.getElementById('ring-dialog').open", 20, "the ringing dialog"
     )
@@ -73,13 +91,25 @@ def drive(client: Any, site: str, broker: MosquittoBroker, daemon: Any) -> dict[
     sdp_words = client.execute_script(
         "return /profile-level-id|packetization-mode|m=video/.test(document.body.innerText)"
     )
-    return {"tile": tile, "buttons": buttons, "title": title, "sdp_words": sdp_words}
+    return {
+        "tile": tile,
+        "answered": answered,
+        "buttons": buttons,
+        "title": title,
+        "sdp_words": sdp_words,
+    }
 
 
 async def test_firefox_signs_in_sees_devices_rings_and_explains_missing_h264(
     site: str, broker: MosquittoBroker, daemon_factory: Any, tmp_path: Path
 ) -> None:
-    daemon = await start_device(daemon_factory, broker, tmp_path, extra_args=["--fake-hardware"])
+    daemon = await start_device(
+        daemon_factory,
+        broker,
+        tmp_path,
+        extra_args=["--fake-hardware"],
+        call={"ring_timeout": 3.0, "min_press_interval": 0.5},
+    )
 
     def run() -> dict[str, Any]:
         with firefox(tmp_path / "firefox") as client:
@@ -87,10 +117,12 @@ async def test_firefox_signs_in_sees_devices_rings_and_explains_missing_h264(
 
     seen = await asyncio.to_thread(run)
     assert "Front door" in seen["tile"]
-    assert "about:addons" in seen["tile"]
+    assert "about:addons" in seen["tile"] and "about:addons" in seen["answered"]
     assert seen["buttons"] == [["Answer", True], ["Decline", True]]
     assert "Front door" in seen["title"]
     assert not seen["sdp_words"], "SDP wording shown to a person"
+    assert "missed: nobody answered" in daemon.log_text()
+    assert "is answering" not in daemon.log_text(), "Firefox offered although it cannot play"
     deadline = time.monotonic() + 10
     while "declined by alice" not in daemon.log_text():
         assert time.monotonic() < deadline, "the device never got alice's decline"

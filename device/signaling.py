@@ -350,10 +350,12 @@ class Signaling:
         # on.  A refused offer changes nothing.
         previous = self.sessions.get(key)  # the viewer restarts this session
         replacing = 1 if previous is not None else self._replaceable(viewer)
+        if self.relay is not None:
+            # A viewer that offers does not subscribe at the SFU (a v1 viewer told to
+            # in welcome, or one that is served peer-to-peer after all): no lease.
+            self.relay.drop(viewer, offer.session)
         ringing = offer.call is not None and self.call == offer.call
         self._check_capacity(viewer, offer.session, replacing=replacing, answers_call=ringing)
-        if self.relay is not None:
-            self.relay.drop(viewer, offer.session)  # it watches peer-to-peer after all
         oldest = self._viewer_sessions(viewer)[0] if replacing and previous is None else None
         self._check_handshakes(offer.session, leaving=(previous, oldest))
 

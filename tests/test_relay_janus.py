@@ -7,7 +7,8 @@ the daemon behind NAT A, viewers behind NAT B; Janus's config is what
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
+import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -18,14 +19,19 @@ import pytest
 from tests.daemon_proc import attach_log
 from tests.janus_lab import JANUS_URL, JanusServer, add_sfu_namespace, janus_unavailable
 from tests.netlab import (
+    ROOT,
+    STUN,
     VIEWER_NET,
     LabDaemon,
+    Nat,
     NetLab,
     lab_daemon_config,
     remove_stale,
     run_in_namespace,
+    run_lab_viewer,
 )
-from tests.netlab_fixtures import UNAVAILABLE
+from tests.netlab_fixtures import LAB_SECRET, UNAVAILABLE
+from tests.waiting import wait_until
 
 pytestmark = [
     pytest.mark.skipif(UNAVAILABLE is not None, reason=UNAVAILABLE or ""),
@@ -39,7 +45,13 @@ def lab_fixture(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[NetL
     netlab = NetLab(tmp_path / "lab")
     try:
         netlab.build()
+        # Full-cone NATs: peer-to-peer works without TURN (the first viewer's path),
+        # so the only reason a viewer goes through Janus is the device's policy.
+        netlab.set_nat("a", Nat.FULL_CONE)
+        netlab.set_nat("b", Nat.FULL_CONE)
         add_sfu_namespace(netlab)
+        coturn = netlab.start_coturn(LAB_SECRET)  # STUN: the peer-to-peer viewer's srflx path
+        attach_log(request.node, "coturn log", coturn.process.log_text)
         broker = netlab.start_mosquitto()
         attach_log(request.node, "lab mosquitto log", broker.process.log_text)
         yield netlab
@@ -66,7 +78,7 @@ async def relay_daemon_fixture(
     async def start(**relay: Any) -> LabDaemon:
         workdir = tmp_path / f"daemon-{len(daemons)}"
         workdir.mkdir()
-        config = lab_daemon_config(lab, ice_servers=[], secret_file=None)
+        config = lab_daemon_config(lab, ice_servers=[STUN], secret_file=None)
         config["relay"] = {"mode": "janus", "url": JANUS_URL, "room": 4242, **relay}
         daemon = LabDaemon(lab, config, workdir)
         daemons.append(daemon)
@@ -130,5 +142,92 @@ async def test_device_publishes_and_a_viewer_decodes_through_janus(
     assert "publishing to Janus" in daemon.log_text()
     # The viewer said bye: its lease is gone and, after the linger, so is the publish.
     await daemon.wait_status(lambda s: s["relay"]["viewers"] == 0, 10)
-    with contextlib.suppress(AssertionError):
-        pass
+    status = await daemon.wait_status(lambda s: s["relay"]["state"] == "idle", 30)
+    assert status["faults"] == []
+
+
+async def test_first_viewer_is_peer_to_peer_the_second_goes_through_janus(
+    lab: NetLab, janus: JanusServer, relay_daemon: RelayDaemonFactory
+) -> None:
+    janus.start()
+    daemon = await relay_daemon(p2p_viewers=1)
+    first = asyncio.create_task(
+        janus_viewer(lab, "--viewer", "alice", "--frames", "10", "--hold", "30")
+    )
+    try:
+        await daemon.wait_status(lambda s: s["viewers"] == 1, 20)
+        second = await janus_viewer(lab, "--viewer", "bob", "--frames", "10")
+        report("p2p_viewers = 1, second viewer", second)
+        assert second["ok"], f"{second.get('error')}\n{second['log']}"
+        assert second["path"] == "relay"
+        # A v1 viewer knows nothing of relays: it offers anyway and gets a clear busy
+        # that also says where the SFU is (v1.1 viewers read error.relay).
+        v1 = await run_lab_viewer(lab, "--viewer", "carol", "--turn", "none", "--no-stun")
+        assert not v1["ok"]
+        assert "busy" in v1["error"] and "SFU" in v1["error"], v1["error"]
+    finally:
+        result = await asyncio.wait_for(first, 120)
+    assert result["ok"], f"{result.get('error')}\n{result['log']}"
+    assert result["path"] == "p2p"
+
+
+async def test_janus_killed_and_restarted_the_viewer_gets_pictures_again(
+    lab: NetLab, janus: JanusServer, relay_daemon: RelayDaemonFactory
+) -> None:
+    janus.start()
+    daemon = await relay_daemon(policy="always", max_backoff=2)
+    argv = [
+        sys.executable, "-m", "tests.janus_viewer", "--broker", f"{lab.broker.url}",
+        "--host-network", VIEWER_NET, "--timeout", "30", "--frames", "10",
+        "--subscriptions", "2",
+    ]  # fmt: skip
+    viewer = lab.spawn("view", "janus-viewer", argv, env=lab.env(), cwd=ROOT)
+    try:
+        await wait_until(lambda: '"event": "frames"' in viewer.log_text(), "first frames", 30)
+        first_feed = (await daemon.wait_status(lambda s: s["relay"]["feed"], 5))["relay"]["feed"]
+        janus.kill()
+        status = await daemon.wait_status(lambda s: s["relay"]["state"] == "fault", 10)
+        assert any("went away" in f for f in status["faults"]), status["faults"]
+        janus.start()
+        status = await daemon.wait_status(
+            lambda s: s["relay"]["state"] == "publishing" and s["relay"]["feed"] != first_feed,
+            30,
+        )
+        assert status["faults"] == []
+        await wait_until(lambda: not viewer.running, "the viewer seeing the new feed", 60)
+    finally:
+        viewer.stop()
+    result = json.loads(viewer.log_text().strip().splitlines()[-1])
+    report("Janus restarted", result)
+    assert result["ok"], f"{result.get('error')}\n{viewer.log_text()}"
+    feeds = [s["feed"] for s in result["subscriptions"]]
+    assert feeds[0] == first_feed and feeds[-1] == status["relay"]["feed"], feeds
+    assert "republish #1" in daemon.log_text()
+
+
+@pytest.mark.parametrize("case", ["vp8-room", "pin-room", "no-janus"])
+async def test_a_room_or_janus_that_refuses_the_publish_is_a_precise_fault(
+    lab: NetLab, janus: JanusServer, relay_daemon: RelayDaemonFactory, case: str
+) -> None:
+    janus.rooms = {
+        "room-4343": {"description": "VP8 only", "videocodec": "vp8", "publishers": 3},
+        "room-4444": {"description": "needs a pin", "videocodec": "h264", "pin": "1234abcd"},
+    }
+    if case != "no-janus":
+        janus.start()
+    room = {"vp8-room": 4343, "pin-room": 4444, "no-janus": 4242}[case]
+    daemon = await relay_daemon(room=room, publish="always")
+    status = await daemon.wait_status(lambda s: s["relay"]["state"] == "fault", 20)
+    fault = " ".join(f for f in status["faults"] if f.startswith("relay: "))
+    print(f"\n[relay] {case}: {fault}", file=sys.stderr)
+    expected = {
+        "vp8-room": f"room 4343 on {JANUS_URL} takes video vp8, not H.264",
+        "pin-room": "refused the publisher in room 4444: error 429: Missing mandatory element (pin) "
+        "(the room has a pin: put it in the file [relay] room_pin_file names)",
+        "no-janus": f"cannot reach Janus at {JANUS_URL}",
+    }[case]
+    assert expected in fault, status["faults"]
+    assert "retrying in" in fault
+    # The device keeps serving peer-to-peer meanwhile (new viewers are not sent to a dead SFU).
+    v1 = await run_lab_viewer(lab, "--viewer", "dave", "--turn", "none", "--no-stun")
+    assert v1["ok"], v1

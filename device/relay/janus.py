@@ -200,8 +200,12 @@ class JanusPublisher:
         try:
             joined, _ = await client.message(handle, join)
         except JanusError as exc:
+            hint = ""
+            if exc.code in (429, 433) and "pin" in exc.reason.lower():
+                hint = " (the room has a pin: put it in the file [relay] room_pin_file names)"
             raise PublishFault(
-                f"Janus at {t.url} refused the publisher in room {t.room}: {_janus_words(exc)}"
+                f"Janus at {t.url} refused the publisher in room {t.room}: "
+                f"{_janus_words(exc)}{hint}"
             ) from None
         feed = int(joined["id"])
         pc = self._pc = RTCPeerConnection(RTCConfiguration(iceServers=await self._ice_servers()))

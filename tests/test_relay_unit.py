@@ -1,0 +1,116 @@
+"""RelayDirector's policy and leases, and the Janus config generator, without a network."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from peercam.config import ConfigError, RelayConfig, config_from_dict
+from peercam.provisioning.janus import JanusSettings, janus_files
+from peercam.relay import PublishState
+from peercam.relay.director import RelayDirector
+from peercam.relay.janus import _answer_problem
+from tests.waiting import wait_until
+
+
+class FakePublisher:
+    """Records what the director asks; states are set by the test."""
+
+    def __init__(self) -> None:
+        self.state = PublishState.IDLE
+        self.fault: str | None = None
+        self.wanted: list[bool] = []
+
+    def set_wanted(self, wanted: bool) -> None:
+        self.wanted.append(wanted)
+
+    def where(self) -> dict[str, object]:
+        return {"mode": "janus", "url": "ws://sfu:8188", "room": 7, "feed": None, "state": "idle"}
+
+    async def close(self) -> None:
+        pass
+
+
+def director(**relay: object) -> tuple[RelayDirector, FakePublisher]:
+    config = RelayConfig(mode="janus", url="ws://sfu:8188", **relay)  # type: ignore[arg-type]
+    publisher = FakePublisher()
+    return RelayDirector(config, publisher, lambda: None), publisher
+
+
+async def test_overflow_relays_beyond_p2p_viewers_and_publishes_only_while_leased() -> None:
+    relay, publisher = director(p2p_viewers=2, linger=0)
+    assert not relay.place("a", "s1", p2p_sessions=0, max_viewers=4)
+    assert not relay.place("b", "s2", p2p_sessions=1, max_viewers=4)
+    assert relay.place("c", "s3", p2p_sessions=2, max_viewers=4)
+    assert publisher.wanted[-1] is True
+    assert relay.where()["renew"] == 30
+    # A renewal keeps the session relayed even if a P2P slot has freed meanwhile.
+    assert relay.place("c", "s3", p2p_sessions=0, max_viewers=4)
+    relay.drop("c", "s3")
+    assert publisher.wanted[-1] is False
+    assert relay.status()["viewers"] == 0
+
+
+async def test_always_policy_relays_everyone_but_never_beyond_max_viewers_limit() -> None:
+    relay, _ = director(policy="always")
+    assert relay.p2p_limit(4) == 0
+    assert relay.place("a", "s1", p2p_sessions=0, max_viewers=4)
+    relay, _ = director(p2p_viewers=10)
+    assert relay.p2p_limit(4) == 4
+
+
+async def test_a_faulty_sfu_sends_new_viewers_peer_to_peer_and_keeps_the_leased_ones() -> None:
+    relay, publisher = director(p2p_viewers=1)
+    assert relay.place("a", "s1", p2p_sessions=1, max_viewers=4)
+    publisher.state, publisher.fault = PublishState.FAULT, "Janus at ws://sfu:8188 went away"
+    assert relay.p2p_limit(4) == 4
+    assert not relay.place("b", "s2", p2p_sessions=1, max_viewers=4)
+    assert relay.place("a", "s1", p2p_sessions=2, max_viewers=4)  # still waiting for the feed
+    assert relay.faults() == ["relay: Janus at ws://sfu:8188 went away"]
+
+
+async def test_leases_expire_and_the_last_will_drops_a_viewers_leases() -> None:
+    relay, _ = director(p2p_viewers=0, lease=15)
+    relay.place("a", "s1", 0, 4)
+    relay.place("a", "s2", 0, 4)
+    relay.place("b", "s3", 0, 4)
+    relay.drop_viewer("a")
+    assert list(relay.leases) == [("b", "s3")]
+    relay.leases[("b", "s3")] = time.monotonic() - 1
+    relay.start()
+    await wait_until(lambda: relay.leases == {}, "the expired lease dropped", 3)
+    await relay.close()
+
+
+def test_relay_config_errors_say_what_to_write() -> None:
+    with pytest.raises(ConfigError, match=r"needs url \(Janus's WebSocket API"):
+        config_from_dict({"relay": {"mode": "janus"}})
+    with pytest.raises(ConfigError, match="expected Janus's WebSocket API"):
+        config_from_dict({"relay": {"mode": "janus", "url": "http://sfu:8088/janus"}})
+    config = config_from_dict({"relay": {"mode": "janus", "url": "ws://sfu:8188"}})
+    assert config.relay.room_for("frontdoor") == config.relay.room_for("frontdoor")
+    assert config.relay.room_for("frontdoor") != config.relay.room_for("backdoor")
+
+
+def test_janus_config_enables_only_the_videoroom_over_websockets(tmp_path: Path) -> None:
+    files = janus_files(
+        JanusSettings(ws_ip="10.0.0.5", ice_enforce_list="eth0", api_secret="s3"), tmp_path
+    )
+    janus = files["janus.jcfg"]
+    assert f'configs_folder = "{tmp_path}"' in janus
+    assert 'ice_enforce_list = "eth0"' in janus
+    assert 'api_secret = "s3"' in janus
+    assert "libjanus_videoroom.so" not in janus  # the one plugin not disabled
+    assert "libjanus_websockets.so" not in janus
+    assert "libjanus_http.so" in janus and "libjanus_streaming.so" in janus
+    assert 'ws_ip = "10.0.0.5"' in files["janus.transport.websockets.jcfg"]
+
+
+def test_an_answer_that_rejects_h264_is_named() -> None:
+    rejected = (
+        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+        "m=video 0 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=inactive\r\na=mid:0\r\n"
+    )
+    assert "rejected H.264" in (_answer_problem(rejected) or "")

@@ -10,94 +10,28 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.daemon_proc import attach_log
-from tests.janus_lab import JANUS_URL, JanusServer, add_sfu_namespace, janus_unavailable
+from tests.janus_fixtures import (  # noqa: F401 - fixtures
+    RelayDaemonFactory,
+    janus_fixture,
+    lab_fixture,
+    needs_janus_lab,
+    relay_daemon_fixture,
+)
+from tests.janus_lab import JANUS_URL, JanusServer
 from tests.netlab import (
     ROOT,
-    STUN,
     VIEWER_NET,
-    LabDaemon,
-    Nat,
     NetLab,
-    lab_daemon_config,
-    remove_stale,
     run_in_namespace,
     run_lab_viewer,
 )
-from tests.netlab_fixtures import LAB_SECRET, UNAVAILABLE
 from tests.waiting import wait_until
 
-pytestmark = [
-    pytest.mark.skipif(UNAVAILABLE is not None, reason=UNAVAILABLE or ""),
-    pytest.mark.skipif(janus_unavailable() is not None, reason=janus_unavailable() or ""),
-]
-
-
-@pytest.fixture(name="lab")
-def lab_fixture(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[NetLab]:
-    remove_stale()
-    netlab = NetLab(tmp_path / "lab")
-    try:
-        netlab.build()
-        # Full-cone NATs: peer-to-peer works without TURN (the first viewer's path),
-        # so the only reason a viewer goes through Janus is the device's policy.
-        netlab.set_nat("a", Nat.FULL_CONE)
-        netlab.set_nat("b", Nat.FULL_CONE)
-        add_sfu_namespace(netlab)
-        coturn = netlab.start_coturn(LAB_SECRET)  # STUN: the peer-to-peer viewer's srflx path
-        attach_log(request.node, "coturn log", coturn.process.log_text)
-        broker = netlab.start_mosquitto()
-        attach_log(request.node, "lab mosquitto log", broker.process.log_text)
-        yield netlab
-    finally:
-        netlab.close()
-
-
-@pytest.fixture(name="janus")
-def janus_fixture(lab: NetLab, request: pytest.FixtureRequest) -> JanusServer:
-    server = JanusServer(lab, lab.workdir / "janus")
-    attach_log(request.node, "janus log", server.log_text)
-    return server
-
-
-RelayDaemonFactory = Callable[..., Awaitable[LabDaemon]]
-
-
-@pytest.fixture(name="relay_daemon")
-async def relay_daemon_fixture(
-    lab: NetLab, tmp_path: Path, request: pytest.FixtureRequest
-) -> AsyncIterator[RelayDaemonFactory]:
-    daemons: list[LabDaemon] = []
-
-    async def start(**relay: Any) -> LabDaemon:
-        workdir = tmp_path / f"daemon-{len(daemons)}"
-        workdir.mkdir()
-        config = lab_daemon_config(lab, ice_servers=[STUN], secret_file=None)
-        config["relay"] = {"mode": "janus", "url": JANUS_URL, "room": 4242, **relay}
-        daemon = LabDaemon(lab, config, workdir)
-        daemons.append(daemon)
-        attach_log(request.node, "daemon log", daemon.log_text)
-        daemon.start()
-        await daemon.wait_online(30)
-        return daemon
-
-    yield start
-    problems = []
-    for daemon in daemons:
-        if daemon.running:
-            rc = await daemon.terminate()
-            if rc != 0:
-                problems.append(f"daemon exited with {rc} after SIGTERM")
-        if "Traceback" in daemon.log_text():
-            problems.append("the daemon logged a Traceback (see its log)")
-    if problems:
-        pytest.fail("; ".join(problems), pytrace=False)
+pytestmark = needs_janus_lab
 
 
 async def janus_viewer(lab: NetLab, *args: str, timeout: float = 20.0) -> dict[str, Any]:
@@ -222,8 +156,8 @@ async def test_a_room_or_janus_that_refuses_the_publish_is_a_precise_fault(
     print(f"\n[relay] {case}: {fault}", file=sys.stderr)
     expected = {
         "vp8-room": f"room 4343 on {JANUS_URL} takes video vp8, not H.264",
-        "pin-room": "refused the publisher in room 4444: error 429: Missing mandatory element (pin) "
-        "(the room has a pin: put it in the file [relay] room_pin_file names)",
+        "pin-room": "refused the publisher in room 4444: error 429: Missing mandatory "
+        "element (pin) (the room has a pin: put it in the file [relay] room_pin_file names)",
         "no-janus": f"cannot reach Janus at {JANUS_URL}",
     }[case]
     assert expected in fault, status["faults"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from peercam.provisioning.janus import JanusSettings, janus_files
 from peercam.relay import PublishState
 from peercam.relay.director import RelayDirector
 from peercam.relay.janus import _answer_problem
+from tests.provisioned import Site
 from tests.waiting import wait_until
 
 
@@ -114,3 +117,33 @@ def test_an_answer_that_rejects_h264_is_named() -> None:
         "m=video 0 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=inactive\r\na=mid:0\r\n"
     )
     assert "rejected H.264" in (_answer_problem(rejected) or "")
+
+
+def test_provision_export_janus_writes_a_config_janus_starts_with(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.provision("init", "--broker", "mqtt://broker.lan:1883", "--turn-host", "turn.lan")
+    out = site.provision("export", "--janus")
+    assert "/etc/janus/" in out
+    folder = site.registry / "janus"
+    janus = (folder / "janus.jcfg").read_text()
+    assert 'configs_folder = "/etc/janus"' in janus
+    assert 'stun_server = "turn.lan"' in janus and "stun_port = 3478" in janus
+    assert "admin_secret" not in janus
+    # Janus itself reads it (pointed at the exported folder, on loopback only).
+    conf = janus.replace('"/etc/janus"', f'"{folder}"')
+    conf = conf.replace('\tstun_server = "turn.lan"\n', "").replace("\tstun_port = 3478\n", "")
+    assert "stun" not in conf  # no name resolution in a test
+    (folder / "janus.jcfg").write_text(conf)
+    ws = folder / "janus.transport.websockets.jcfg"
+    ws.write_text(ws.read_text().replace("ws_port = 8188", 'ws_port = 0\n\tws_ip = "127.0.0.1"'))
+    if shutil.which("janus") is None:
+        pytest.skip("Debian's janus is not installed")
+    proc = subprocess.run(
+        ["timeout", "-s", "INT", "2", "janus", "-F", str(folder), "-o", "-D"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    log = proc.stdout + proc.stderr
+    assert "JANUS VideoRoom plugin initialized" in log, log[-3000:]
+    assert "Error" not in log.replace("[ERR] [config.c:janus_config_parse:191]", ""), log[-3000:]

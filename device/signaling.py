@@ -411,14 +411,11 @@ class Signaling:
         )
 
     async def _bye_from_viewer(self, viewer: str, session: str) -> None:
-        if self.relay is not None:
-            if session == ALL_SESSIONS:
-                self.relay.drop_viewer(viewer)
-            else:
-                self.relay.drop(viewer, session)
+        if self.relay is not None and session != ALL_SESSIONS:
+            self.relay.drop(viewer, session)
         if session == ALL_SESSIONS:
             targets = self._viewer_sessions(viewer)
-            if targets:
+            if targets or (self.relay is not None and self.relay.has_viewer(viewer)):
                 # Usually the viewer's last will.  But a broker that shuts
                 # down publishes every client's will before it drops us too:
                 # wait a moment, and keep the (peer-to-peer) sessions if our
@@ -448,6 +445,8 @@ class Signaling:
                 len(targets),
             )
             return
+        if self.relay is not None:
+            self.relay.drop_viewer(viewer)  # its leases too (relayed sessions)
         live = [t for t in targets if self._forget(t)]
         if live:
             log.info("%s is gone (last will or bye *): closing %d session(s)", viewer, len(live))

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from peercam.config import ConfigError, RelayConfig, config_from_dict
+from peercam.config import ConfigError, RelayConfig, WebRtcConfig, config_from_dict
 from peercam.provisioning.janus import JanusSettings, janus_files
 from peercam.relay import PublishState
 from peercam.relay.director import RelayDirector
 from peercam.relay.janus import _answer_problem
 from tests.provisioned import Site
+from tests.signaling_harness import Harness
 from tests.waiting import wait_until
 
 
@@ -147,3 +148,76 @@ def test_provision_export_janus_writes_a_config_janus_starts_with(tmp_path: Path
     log = proc.stdout + proc.stderr
     assert "JANUS VideoRoom plugin initialized" in log, log[-3000:]
     assert "Error" not in log.replace("[ERR] [config.c:janus_config_parse:191]", ""), log[-3000:]
+
+
+# --- signaling with a director (real sessions, no broker: tests/signaling_harness.py) ------
+
+
+async def relay_harness(**relay: object) -> tuple[Harness, FakePublisher]:
+    config = RelayConfig(mode="janus", url="ws://sfu:8188", **relay)  # type: ignore[arg-type]
+    publisher = FakePublisher()
+    h = Harness(webrtc=WebRtcConfig(max_viewers=3))
+    h.options["relay"] = RelayDirector(config, publisher, lambda: None)
+    h.start()
+    return h, publisher
+
+
+async def test_welcome_says_where_to_subscribe_beyond_p2p_viewers_and_offers_get_busy() -> None:
+    h, publisher = await relay_harness(p2p_viewers=1)
+    try:
+        h.send("alice", {"type": "hello", "session": "alice-001"})
+        assert "relay" not in await h.reply("alice", "alice-001", ("welcome",))
+        await h.offer("alice", "alice-001")
+        assert (await h.reply("alice", "alice-001"))["type"] == "answer"
+        h.send("bob", {"type": "hello", "session": "bob-0001"})
+        welcome = await h.reply("bob", "bob-0001", ("welcome",))
+        assert welcome["relay"]["url"] == "ws://sfu:8188" and welcome["relay"]["renew"] == 30
+        assert publisher.wanted[-1] is True
+        # A v1 viewer ignores relay and offers: a clear busy that also says where to go,
+        # and its lease is gone (it will never subscribe).
+        await h.offer("bob", "bob-0001")
+        busy = await h.reply("bob", "bob-0001", ("error", "answer"))
+        assert busy["code"] == "busy" and "SFU relay (Janus)" in busy["message"]
+        assert busy["relay"]["room"] == 7
+        assert h.options["relay"].leases == {}
+    finally:
+        await h.close()
+
+
+class RingingCall:
+    """Just what Signaling asks of its CallManager while call-1234 rings."""
+
+    call = "call-1234"
+
+    def claim(self, viewer: str, session: str, call: str) -> bool:
+        return False  # served as watching; what matters here is the policy check
+
+    def session_ended(self, viewer: str, session: str) -> None:
+        pass
+
+    def connected(self, viewer: str, session: str) -> None:
+        pass
+
+
+async def test_answering_a_call_is_peer_to_peer_whatever_the_policy() -> None:
+    h, _ = await relay_harness(policy="always")
+    try:
+        await h.offer("carol", "carol-001")
+        assert (await h.reply("carol", "carol-001"))["code"] == "busy"
+        h.signaling.calls = RingingCall()  # type: ignore[assignment]
+        sdp = await h.offer_sdp()
+        h.send("dave", {"type": "offer", "session": "dave-0001", "sdp": sdp, "call": "call-1234"})
+        assert (await h.reply("dave", "dave-0001"))["type"] == "answer"
+    finally:
+        await h.close()
+
+
+async def test_a_last_will_ends_the_viewers_leases_after_the_grace() -> None:
+    h, publisher = await relay_harness(policy="always", linger=0)
+    try:
+        h.send("erin", {"type": "hello", "session": "erin-0001"})
+        await h.reply("erin", "erin-0001", ("welcome",))
+        h.send("erin", {"type": "bye", "session": "*"})
+        await wait_until(lambda: publisher.wanted[-1] is False, "the lease dropped", 5)
+    finally:
+        await h.close()

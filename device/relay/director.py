@@ -82,6 +82,9 @@ class RelayDirector:
             self._last_lease_at = time.monotonic()
             self._update()
 
+    def has_viewer(self, viewer: str) -> bool:
+        return any(v == viewer for v, _ in self.leases)
+
     def drop_viewer(self, viewer: str) -> None:
         for key in [k for k in self.leases if k[0] == viewer]:
             self.drop(*key)

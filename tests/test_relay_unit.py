@@ -221,3 +221,34 @@ async def test_a_last_will_ends_the_viewers_leases_after_the_grace() -> None:
         await wait_until(lambda: publisher.wanted[-1] is False, "the lease dropped", 5)
     finally:
         await h.close()
+
+
+async def test_janus_plis_become_idrs_through_the_per_viewer_back_off() -> None:
+    """Janus passes every subscriber's PLI on (5 joins, 5 PLIs in 3 ms): one IDR results."""
+    from peercam.relay.janus import JanusPublisher, JanusTarget
+
+    class Hub:
+        requests: list[str] = []
+
+        def request_keyframe(self, why: str = "") -> None:
+            self.requests.append(why)
+
+    hub = Hub()
+    target = JanusTarget("ws://sfu:8188", "ws://sfu:8188", 7, True, 1_000_000, "Door")
+
+    async def no_servers() -> list[object]:
+        return []
+
+    publisher = JanusPublisher(
+        target,
+        video=hub,  # type: ignore[arg-type]
+        audio=None,
+        ice_servers=no_servers,  # type: ignore[arg-type]
+        on_change=lambda: None,
+    )
+    sender = type("Sender", (), {})()
+    publisher._hook_keyframe_requests(sender)
+    for _ in range(5):
+        sender._send_keyframe()
+    assert hub.requests == ["PLI/FIR from Janus"]
+    assert (publisher.keyframe_requests_seen, publisher.keyframe_requests) == (5, 1)

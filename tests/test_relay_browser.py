@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser import CHROMIUM, launch_chromium
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.dashboard_env import dashboard_url, wait_js
 from tests.janus_fixtures import (  # noqa: F401 - fixtures
     RelayDaemonFactory,
@@ -58,6 +58,9 @@ async def serve_dashboard(route: Any) -> None:
 
 
 SESSION = "window.peercam.sessions.frontdoor"
+USERS_CHROMIUM_ARGS = [
+    a for a in CHROMIUM_ARGS if "loopback" not in a and "WebRtcHideLocalIpsWithMdns" not in a
+]
 
 
 async def test_the_dashboard_watches_through_janus_and_resubscribes_after_a_restart(
@@ -71,7 +74,11 @@ async def test_the_dashboard_watches_through_janus_and_resubscribes_after_a_rest
     daemon = await relay_daemon(policy="always", max_backoff=2)
     url = dashboard_url(f"{ORIGIN}/", f"ws://{PUBLIC_IP}:8083", "alice") + "#/device/frontdoor"
     async with async_playwright() as pw:
-        browser = await launch_chromium(pw, executable_path=str(chromium_in(lab)))
+        # A user's Chromium: mDNS host candidates, no loopback (the suite's usual
+        # flags turn both off for loopback tests; this one needs neither).
+        browser = await pw.chromium.launch(
+            executable_path=str(chromium_in(lab)), headless=True, args=USERS_CHROMIUM_ARGS
+        )
         try:
             page = await browser.new_page()
             console: list[str] = []

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +63,12 @@ async def relay_daemon_fixture(
 ) -> AsyncIterator[RelayDaemonFactory]:
     daemons: list[LabDaemon] = []
 
-    async def start(**relay: Any) -> LabDaemon:
+    async def start(*, ice_servers: Sequence[str] = (STUN,), **relay: Any) -> LabDaemon:
         workdir = tmp_path / f"daemon-{len(daemons)}"
         workdir.mkdir()
-        config = lab_daemon_config(lab, ice_servers=[STUN], secret_file=None)
+        secret_file = workdir / "turn_secret"
+        secret_file.write_text(LAB_SECRET + "\n", encoding="utf-8")
+        config = lab_daemon_config(lab, ice_servers=ice_servers, secret_file=secret_file)
         config["relay"] = {"mode": "janus", "url": JANUS_URL, "room": 4242, **relay}
         daemon = LabDaemon(lab, config, workdir)
         daemons.append(daemon)

@@ -25,7 +25,9 @@ from tests.janus_fixtures import (  # noqa: F401 - fixtures
 from tests.janus_lab import JANUS_URL, JanusServer
 from tests.netlab import (
     ROOT,
+    TURN_TCP,
     VIEWER_NET,
+    Nat,
     NetLab,
     run_in_namespace,
     run_lab_viewer,
@@ -174,3 +176,17 @@ async def test_a_room_or_janus_that_refuses_the_publish_is_a_precise_fault(
     # The device keeps serving peer-to-peer meanwhile (new viewers are not sent to a dead SFU).
     v1 = await run_lab_viewer(lab, "--viewer", "dave", "--turn", "none", "--no-stun")
     assert v1["ok"], v1
+
+
+async def test_a_device_without_udp_reaches_janus_through_turn(
+    lab: NetLab, janus: JanusServer, relay_daemon: RelayDaemonFactory
+) -> None:
+    """An SFU across the internet from a network that lets only TCP out: TURN over TCP."""
+    lab.set_nat("a", Nat.PORT_RESTRICTED, block_udp=True)
+    janus.start()
+    daemon = await relay_daemon(ice_servers=[TURN_TCP], policy="always")
+    result = await janus_viewer(lab, "--frames", "15")
+    report("device behind a UDP-blocking NAT", result)
+    assert result["ok"], f"{result.get('error')}\n{result['log']}"
+    published = [line for line in daemon.log_text().splitlines() if "publishing to Janus" in line]
+    assert published and "relay 198.18.0.1" in published[-1], published

@@ -259,11 +259,12 @@ class JanusPublisher:
             raise PublishFault(f"the media connection to Janus at {t.url} {outcome}")
         self.publishes += 1
         log.info(
-            "relay: publishing to Janus %s room %d as feed %d (%s)",
+            "relay: publishing to Janus %s room %d as feed %d (%s; %s)",
             t.url,
             t.room,
             feed,
             "first time" if self.publishes == 1 else f"republish #{self.publishes - 1}",
+            _path(pc),
         )
         self._set(PublishState.PUBLISHING, None, feed)
         return await self._until_over(client, pc)
@@ -360,6 +361,17 @@ class JanusPublisher:
         client, self._client = self._client, None
         if client is not None:
             await client.close()
+
+
+def _path(pc: RTCPeerConnection) -> str:
+    """'host 10.1.0.2 ⇄ host 198.18.3.2' for the selected ICE pair (relay = through TURN)."""
+    try:
+        ice = pc.getTransceivers()[0].sender.transport.transport
+        pair = ice._connection._nominated.get(1)
+        local, remote = pair.local_candidate, pair.remote_candidate
+        return f"{local.type} {local.host} ⇄ {remote.type} {remote.host}"
+    except Exception:
+        return "path unknown"
 
 
 def _janus_words(exc: JanusError) -> str:

@@ -173,6 +173,18 @@ async def test_a_room_or_janus_that_refuses_the_publish_is_a_precise_fault(
     }[case]
     assert expected in fault, status["faults"]
     assert "retrying in" in fault
+    # `peercam check` says the same before anyone runs the daemon.
+    rc, out = await run_in_namespace(
+        lab.device,
+        [sys.executable, "-m", "peercam", "check", "--config", str(daemon.config_path)],
+        env=lab.env(),
+        timeout=60,
+    )
+    relay_lines = [x for x in out.splitlines() if "relay: Janus" in x]
+    print(f"[relay] peercam check: {relay_lines}", file=sys.stderr)
+    assert rc == 1 and relay_lines and "[FAIL]" in relay_lines[0], out
+    check_says = {"vp8-room": "takes video vp8", "pin-room": "pin", "no-janus": "cannot open"}
+    assert check_says[case] in relay_lines[0], relay_lines
     # The device keeps serving peer-to-peer meanwhile (new viewers are not sent to a dead SFU).
     v1 = await run_lab_viewer(lab, "--viewer", "dave", "--turn", "none", "--no-stun")
     assert v1["ok"], v1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..config import Config, ConfigError
-from .janus import PublishFault, _room_videocodec
+from .janus import PublishFault, room_videocodec
 from .janus_api import VIDEOROOM, JanusClient, JanusError, JanusGone
 
 Line = Callable[[bool | str, str], None]
@@ -39,7 +39,7 @@ async def check_relay(config: Config, line: Line) -> int:
                 return 0
             line(False, f"{where}: room {room} does not exist and create_room is false")
             return 1
-        codec = await _room_videocodec(client, handle, room)
+        codec = await room_videocodec(client, handle, room)
         if codec is not None and "h264" not in codec.split(","):
             line(False, f"{where}: room {room} takes video {codec}, not H.264")
             return 1

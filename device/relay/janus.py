@@ -153,6 +153,8 @@ class JanusPublisher:
                 why = f"unexpected {type(exc).__name__}: {exc}"
             await self._teardown()
             if not self._wanted:
+                if why == "stopped":
+                    log.info("relay: stopped publishing (no viewer watches through Janus)")
                 break
             if time.monotonic() - began > 60:
                 backoff = 1.0  # it was up for a while: this is a fresh failure
@@ -299,7 +301,7 @@ class JanusPublisher:
         t = self.target
         exists = await client.request(handle, {"request": "exists", "room": t.room})
         if exists.get("exists"):
-            codec = await _room_videocodec(client, handle, t.room)
+            codec = await room_videocodec(client, handle, t.room)
             if codec is not None and "h264" not in codec.split(","):
                 raise PublishFault(
                     f"room {t.room} on {t.url} takes video {codec}, not H.264: set its "
@@ -378,7 +380,7 @@ def _janus_words(exc: JanusError) -> str:
     return f"error {exc.code}: {exc.reason}" if exc.code is not None else exc.reason
 
 
-async def _room_videocodec(client: JanusClient, handle: int, room: int) -> str | None:
+async def room_videocodec(client: JanusClient, handle: int, room: int) -> str | None:
     """The room's video codecs from ``list`` (None when Janus does not say, e.g. private)."""
     with contextlib.suppress(JanusError, KeyError, TypeError, ValueError):
         listing = await client.request(handle, {"request": "list"})

@@ -150,7 +150,8 @@ class IceWatch:
             + (_join(f"{src} ×{n}" for src, n in self.checks.most_common(6)) or "none"),
             "pairs: " + (_join(_describe_pair(p) for p in pairs[:8]) or "none"),
         ]
-        return "; ".join(parts) + ". " + self.advice(local, pairs)
+        advice = self.advice(local, pairs)
+        return "; ".join(parts) + ". " + advice[:1].upper() + advice[1:]
 
     def advice(self, local: list[Any], pairs: list[Any]) -> str:
         if any(_state(p) == "SUCCEEDED" for p in pairs):

@@ -182,6 +182,14 @@ class Session:
                 self.id,
             )
         self.remote_candidates = candidates
+        for media in offered:
+            for c in media.ice_candidates:
+                if not 0 < c.port < 65536:
+                    raise ProtocolError(
+                        ErrorCode.BAD_REQUEST,
+                        f"unusable offer SDP: ICE candidate port {c.port} is not 1-65535",
+                        self.id,
+                    )
         if "video" not in kinds:
             raise ProtocolError(
                 ErrorCode.UNSUPPORTED, "the offer has no video m-line to receive H.264", self.id
@@ -317,6 +325,13 @@ class Session:
                 f"unreadable ICE candidate: {describe(exc, 'too few fields')}",
                 self.id,
             ) from None
+        if not 0 < ice.port < 65536:
+            # aioice would take it and then kill its own socket sending a check there.
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                f"unreadable ICE candidate: port {ice.port} is not 1-65535",
+                self.id,
+            )
         ice.sdpMid = candidate.sdp_mid
         ice.sdpMLineIndex = candidate.sdp_mline_index
         if is_mdns_hostname(ice.ip):

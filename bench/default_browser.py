@@ -183,9 +183,8 @@ def main() -> None:
     print(f"machine: {machine()}", flush=True)
     rows = run_bench(run(args))
     settings = {k: v for k, v in vars(args).items() if k != "json"}
-    print(
-        f"written: {write_result('default_browser', {'settings': settings, 'rows': rows}, args.json)}"
-    )
+    path = write_result("default_browser", {"settings": settings, "rows": rows}, args.json)
+    print(f"written: {path}")
 
 
 if __name__ == "__main__":

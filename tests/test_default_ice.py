@@ -71,25 +71,30 @@ def hide_addresses(sdp: str) -> tuple[str, list[str]]:
     return hidden, names
 
 
+NAME_A = "0b8a1f6e-1d2c-4c5e-9a0b-0c1d2e3f4a5b.local"
+NAME_B = "1b8a1f6e-1d2c-4c5e-9a0b-0c1d2e3f4a5b.local"
+
+
 def test_split_offer_takes_out_mdns_candidates_and_end_of_candidates() -> None:
     sdp = (
         "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n"
         "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\n"
-        "a=candidate:1 1 udp 2122260223 0b8a1f6e-1d2c-4c5e-9a0b-0c1d2e3f4a5b.local 50000 typ host\r\n"
+        f"a=candidate:1 1 udp 2122260223 {NAME_A} 50000 typ host\r\n"
         "a=candidate:2 1 udp 1686052607 198.51.100.7 50001 typ srflx raddr 0.0.0.0 rport 0\r\n"
         "a=end-of-candidates\r\n"
         "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\n"
-        "a=candidate:3 1 udp 2122260223 1b8a1f6e-1d2c-4c5e-9a0b-0c1d2e3f4a5b.local 50002 typ host\r\n"
+        f"a=candidate:3 1 udp 2122260223 {NAME_B} 50002 typ host\r\n"
     )
     kept, taken, ended = split_offer(sdp)
     assert ended
     assert ".local" not in kept and "end-of-candidates" not in kept
     assert "198.51.100.7 50001 typ srflx" in kept and kept.endswith("\r\n")
     assert [(t.mline_index, t.mid, t.line.split()[4]) for t in taken] == [
-        (0, "0", "0b8a1f6e-1d2c-4c5e-9a0b-0c1d2e3f4a5b.local"),
-        (1, "1", "1b8a1f6e-1d2c-4c5e-9a0b-0c1d2e3f4a5b.local"),
+        (0, "0", NAME_A),
+        (1, "1", NAME_B),
     ]
-    assert split_offer("v=0\nm=video 9 X 96\na=mid:0\n") == ("v=0\nm=video 9 X 96\na=mid:0\n", [], False)
+    plain = "v=0\nm=video 9 X 96\na=mid:0\n"
+    assert split_offer(plain) == (plain, [], False)
 
 
 async def test_a_viewer_known_only_by_mdns_names_connects_through_its_own_checks(

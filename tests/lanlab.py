@@ -66,6 +66,12 @@ class LanLab(NetLab):
             ns.iptables("-A", "INPUT", "-d", MULTICAST, "-j", "DROP")
         self.multicast_blocked = True
 
+    def isolate_clients(self) -> None:
+        """Drop everything between the device and the viewer (Wi-Fi client isolation);
+        both still reach the router (the broker)."""
+        self.ns("dev").iptables("-A", "OUTPUT", "-d", LAN_VIEWER_IP, "-j", "DROP")
+        self.ns("view").iptables("-A", "OUTPUT", "-d", LAN_DEVICE_IP, "-j", "DROP")
+
     def lose_first_checks(self, nbytes: int = 800) -> None:
         """Lose the viewer's first ``nbytes`` of UDP to the device (its first ICE checks).
 

@@ -237,3 +237,61 @@ async def test_default_chromium_answers_a_call_without_microphone_permission(
     await daemon.wait_status(lambda s: s.get("call") is None, 20)
     assert "answered" in daemon.log_text()
     assert not log.unexpected(["microphone"]), log.errors
+
+
+async def test_with_no_path_the_dashboard_and_the_log_say_what_to_do(
+    lan: LanLab, lan_daemon: Any
+) -> None:
+    """Wi-Fi client isolation: nothing passes between the viewer and the device."""
+    from playwright.async_api import async_playwright
+
+    from tests.browser import launch_chromium
+
+    lan.isolate_clients()
+    daemon = await lan_daemon(connect_timeout=3.0)
+    async with async_playwright() as pw:
+        browser = await launch_chromium(
+            pw, executable_path=str(lan.chromium_in("view")), default_webrtc=True
+        )
+        try:
+            page, log = await open_dashboard(browser, lan)
+            message = await wait_js(
+                page,
+                "() => { const s = window.peercam.sessions.frontdoor;"
+                " return s && s.state === 'retrying' && s.message; }",
+                30,
+                "the session gives up and says why",
+            )
+            await page.screenshot(path=shot("default-browser-no-path.png"))
+            advice = await page.evaluate(
+                """async () => {
+                  const a = await import('./ice-advice.js');
+                  const sdp = (addr, typ) =>
+                    `v=0\\r\\na=candidate:1 1 udp 1 ${addr} 4000 typ ${typ}\\r\\n`;
+                  return {
+                    loopbackElsewhere: a.noPathAdvice(sdp('127.0.0.1', 'host'), 'pi.lan'),
+                    loopbackHere: a.noPathAdvice(sdp('127.0.0.1', 'host'), '127.0.0.1'),
+                    relay: a.noPathAdvice(sdp('203.0.113.9', 'relay'), 'pi.lan'),
+                    nothing: a.noPathAdvice('v=0\\r\\n', 'pi.lan'),
+                  };
+                }"""
+            )
+        finally:
+            await browser.close()
+    # The tile says what is wrong and what helps, not just "failed".
+    assert f"could not reach {LAN_DEVICE_IP}" in message, message
+    assert "isolation" in message and "TURN" in message, message
+    # The device's log names its candidates, the viewer's unresolved name, the
+    # checks it saw (none) and the likely cause.
+    text = daemon.log_text()
+    line = next(x for x in text.splitlines() if "not connected after" in x)
+    assert f"device offered host {LAN_DEVICE_IP}:" in line, line
+    assert ".local (mDNS, not resolved)" in line, line
+    assert "checks from the viewer: none" in line, line
+    assert "No check from the viewer reached the device" in line, line
+    assert "multicast does not work" in line, line
+    assert "only its own machine can reach" in advice["loopbackElsewhere"], advice
+    assert "does not use for video" in advice["loopbackHere"], advice
+    assert "TURN relay (203.0.113.9)" in advice["relay"], advice
+    assert "offered no address" in advice["nothing"], advice
+    assert not log.unexpected(), log.errors

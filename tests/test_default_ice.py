@@ -177,3 +177,21 @@ async def test_a_session_with_no_path_fails_at_connect_timeout_and_says_what_it_
     # The harness's device offers loopback only, which is what a browser cannot use.
     assert "the device offered only loopback addresses, which browsers never use" in line, line
     assert not [r for r in caplog.records if "ICE/DTLS failed" in r.getMessage()]
+
+
+def test_the_demo_offers_the_machines_addresses_besides_loopback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A browser never gets a path from 127.0.0.1 alone; Python viewers keep it; ::1 is out."""
+    import peercam.ice as ice
+    from peercam.demo import ALL_ADDRESSES, host_networks_for
+
+    for host in ("127.0.0.1", "localhost", "0.0.0.0", "::"):
+        assert host_networks_for(host) == ALL_ADDRESSES, host
+    assert host_networks_for("192.168.1.5") == ["192.168.1.5/32"]
+    machine = ["127.0.0.1", "::1", "10.3.0.2", "192.168.1.5", "fd00::2", "2001:db8::5"]
+    monkeypatch.setattr(ice, "_all_addresses", lambda: machine)
+    chosen = ice._HostAddressFilter(
+        [ice.ipaddress.ip_network(n) for n in host_networks_for("127.0.0.1")]
+    )(True, True)
+    assert chosen == ["127.0.0.1", "10.3.0.2", "192.168.1.5", "fd00::2", "2001:db8::5"]

@@ -336,7 +336,7 @@ class Session:
         ice.sdpMLineIndex = candidate.sdp_mline_index
         if is_mdns_hostname(ice.ip):
             self._resolve_in_background(ice)
-            await asyncio.sleep(0)  # its first step registers it with aioice (see below)
+            await asyncio.sleep(0)  # let its first step run: the query goes out now
         else:
             try:
                 await self._pc.addIceCandidate(ice)
@@ -351,9 +351,10 @@ class Session:
 
         Browsers hide LAN addresses behind mDNS names; aioice resolves each
         one, waiting up to a second when nobody answers (multicast blocked).
-        The viewer's next messages (more candidates, bye) need not wait for
-        that.  aioice counts the candidate as pending from the first step of
-        the task, so an end-of-candidates that follows still waits for it.
+        The viewer's next messages (more candidates, bye) and the answer (for
+        names in the offer) need not wait for that; a name nobody answers for
+        is only logged (the viewer's checks still find the path, see
+        ``add_candidate``).
         """
 
         async def add() -> None:

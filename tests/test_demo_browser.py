@@ -136,5 +136,5 @@ async def test_demo_page_shows_live_video_in_a_default_chromium(lan: LanLab, whe
     assert len(learned) == 2, output
     if where == "phone-on-lan":
         assert learned[0] == (LAN_DEVICE_IP, LAN_VIEWER_IP), learned
-    assert "failed" not in output, output
+    assert "ICE/DTLS failed" not in output and "not connected after" not in output, output
     assert lan.multicast_drops() > 0

@@ -69,6 +69,16 @@ class AppriseChannel:
             )
 
     def _send(self, name: str, target: object, message: Message) -> None:
+        ok, why = self.deliver(target, message)
+        if ok:
+            self.sent += 1
+            self.streaks.succeeded(name)
+            log.info("notify: %s sent to %s", message.what, name)
+        else:
+            self.streaks.failed(name, f"{message.what} not delivered: {why}")
+
+    def deliver(self, target: object, message: Message) -> tuple[bool, str]:
+        """Send now (blocking, bounded by the timeout): (delivered, why not)."""
         from apprise.attachment.memory import AttachMemory
 
         body = message.body + (f"\n{message.link}" if message.link else "")
@@ -89,12 +99,8 @@ class AppriseChannel:
             log_level=logging.WARNING,
         )
         if bool(ok):  # AppriseResult: truthy on success (== True is False)
-            self.sent += 1
-            self.streaks.succeeded(name)
-            log.info("notify: %s sent to %s", message.what, name)
-        else:
-            why = records[-1] if records else "the service refused it or did not answer"
-            self.streaks.failed(name, f"{message.what} not delivered: {why}")
+            return True, ""
+        return False, records[-1] if records else "the service refused it or did not answer"
 
     def close(self) -> None:
         self.worker.close()

@@ -393,12 +393,31 @@ class WebPushChannel:
     def _send_one(
         self, sub: Subscription, payload: bytes, ttl: int, urgency: str, topic: str, what: str
     ) -> None:
+        target = f"{sub.viewer} via {sub.origin}"
+        status, why = self.deliver(sub, payload, ttl=ttl, urgency=urgency, topic=topic)
+        if status in (404, 410):
+            self.store.remove(endpoint=sub.endpoint)
+            log.info(
+                "web push: %s: the push service says the subscription is gone (%s); dropped",
+                target,
+                status,
+            )
+        elif why:
+            self.streaks.failed(target, f"{what} not delivered: {why}")
+        else:
+            self.sent += 1
+            self.streaks.succeeded(target)
+            log.info("web push: %s sent to %s", what, target)
+
+    def deliver(
+        self, sub: Subscription, payload: bytes, *, ttl: int, urgency: str, topic: str
+    ) -> tuple[int | None, str]:
+        """Send now (blocking, bounded by the timeout): (HTTP status, why it failed or "")."""
         from pywebpush import WebPushException, webpush
         from requests import RequestException
 
-        target = f"{sub.viewer} via {sub.origin}"
         try:
-            webpush(
+            response = webpush(
                 sub.info(),
                 payload.decode(),
                 vapid_private_key=self.vapid,
@@ -409,22 +428,10 @@ class WebPushChannel:
             )
         except WebPushException as exc:
             status = exc.response.status_code if exc.response is not None else None
-            if status in (404, 410):
-                self.store.remove(endpoint=sub.endpoint)
-                log.info(
-                    "web push: %s: the push service says the subscription is gone (%s); dropped",
-                    target,
-                    status,
-                )
-                return
-            self.streaks.failed(target, f"{what} refused: HTTP {status}: {exc.message[:200]}")
-            return
+            return status, f"refused: HTTP {status}: {exc.message[:200]}"
         except RequestException as exc:
-            self.streaks.failed(target, f"{what} not delivered: {type(exc).__name__}: {exc}")
-            return
-        self.sent += 1
-        self.streaks.succeeded(target)
-        log.info("web push: %s sent to %s", what, target)
+            return None, f"{type(exc).__name__}: {exc}"
+        return getattr(response, "status_code", None), ""
 
     def close(self) -> None:
         self.worker.close()

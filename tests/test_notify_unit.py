@@ -107,3 +107,25 @@ def test_a_stuck_send_holds_a_bounded_queue_that_drops_its_oldest() -> None:
     release.set()
     worker.close(timeout=5)
     assert ran == [2, 3, 4]
+
+
+def test_provisioning_bundles_say_who_may_get_pushes_and_where_the_dashboard_is(
+    tmp_path: Path,
+) -> None:
+    from peercam.config import load_config
+    from tests.provisioned import Site
+
+    site = Site(tmp_path)
+    site.init()
+    site.provision("init", "--web-proxy", "--public-host", "door.example.net")
+    site.add_device("frontdoor")
+    for viewer in ("alice", "bob"):
+        site.add_viewer(viewer, "frontdoor")
+    site.provision("revoke", "bob", "frontdoor")
+    site.provision("export")
+    bundle = site.bundle_dir("frontdoor")
+    listed = (bundle / "viewers.txt").read_text().splitlines()
+    assert [line for line in listed if not line.startswith("#")] == ["alice"]
+    config = load_config(bundle / "peercam.toml")
+    assert config.notify.viewers_file.endswith("/viewers.txt")
+    assert config.notify.dashboard_url == "https://door.example.net/"

@@ -115,6 +115,7 @@ self.addEventListener("push", (event) => {
     tag: `peercam-${device}-${call}`, // "missed" replaces the ring's notification
     renotify: ring,
     requireInteraction: ring,
+    silent: data.kind === "ended", // answered/declined elsewhere: replace the ring quietly
     timestamp: Number.isFinite(data.at) ? data.at * 1000 : Date.now(),
     data: { device, call, kind: data.kind },
     actions: ring

@@ -273,7 +273,10 @@ class Daemon:
             if kind == "call" and isinstance(call, str):
                 self.notifications.ring(call, float(message.get("at") or time.time()))  # type: ignore[arg-type]
             elif kind == "call-ended" and isinstance(call, str):
-                self.notifications.ended(call, str(message.get("reason")))
+                by = message.get("by")
+                self.notifications.ended(
+                    call, str(message.get("reason")), by if isinstance(by, str) else None
+                )
         return await self._publish(self.topics.events, encode(message), False)
 
     async def _snapshot(self) -> bytes | None:

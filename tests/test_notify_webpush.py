@@ -149,3 +149,35 @@ async def test_bad_subscriptions_get_clear_errors(
         reply = await subscribe(alice, subscription)
         assert reply["type"] == "error" and reply["code"] == "bad-request", reply
         assert needle in reply["message"]
+
+
+async def test_an_answered_call_quietly_replaces_the_ring_on_every_phone(
+    daemon_factory: DaemonFactory,
+    viewer_factory,
+    mosquitto: MosquittoBroker,
+    push_service: PushService,
+    tmp_path: Path,
+) -> None:
+    daemon = await daemon_factory(
+        mosquitto,
+        config={"call": {"state_dir": str(tmp_path / "state")}, "notify": {"snapshot_wait": 0.0}},
+        extra_args=["--fake-hardware"],
+    )
+    alice = await viewer_factory(mosquitto, "alice")
+    await alice.wait_status(state="online", button=True)
+    phone = push_service.new_subscription("bobs-phone")
+    assert (await subscribe(alice, phone.subscription()))["type"] == "push-subscribed"
+    daemon.signal(signal.SIGUSR1)
+    ring = await alice.next_event()
+    await wait_until(lambda: push_service.pushes_to("bobs-phone"), "the ring's push")
+    session = await alice.watch(call=ring["call"])
+    await session.wait_frames(3)
+    assert (await alice.next_event())["reason"] == "answered"
+    await wait_until(lambda: len(push_service.pushes_to("bobs-phone")) >= 2, "the answered push")
+    first, second = push_service.pushes_to("bobs-phone")[:2]
+    assert first.message["kind"] == "ring" and "image" not in first.message  # snapshot_wait 0
+    assert second.message["kind"] == "ended" and second.message["call"] == ring["call"]
+    assert second.message["title"] == "Front door: answered"
+    assert second.message["body"].endswith("was answered by alice")
+    assert second.headers["urgency"] == "low" and second.headers["topic"] == ring["call"]
+    assert push_service.problems == []

@@ -42,6 +42,7 @@ class _Ring:
     jpeg: bytes | None = None
     timer: asyncio.TimerHandle | None = None
     sent: bool = False
+    pushed: bool = False  # a Web Push ring went out: phones show it until told otherwise
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -180,6 +181,7 @@ class Notifications:
                 )
             )
         if self.push is not None:
+            ring.pushed = True
             ttl = max(1, int(self.config.call.ring_timeout))  # a late ring is no use
             self.push.send(
                 self._push_message("ring", call, ring.at, link),
@@ -189,12 +191,22 @@ class Notifications:
                 topic=call,
             )
 
-    def ended(self, call: str, reason: str) -> None:
+    def ended(self, call: str, reason: str, by: str | None = None) -> None:
         ring = self._rings.pop(call, None)
         if ring is not None and not ring.sent:
             if ring.timer is not None:
                 ring.timer.cancel()
             ring.sent = True  # over before the snapshot came: only the outcome is news
+        if reason != "missed" and ring is not None and ring.pushed and self.push is not None:
+            # Every phone still shows "someone is at the door": replace it quietly
+            # (same tag), or at the push service if still undelivered (same Topic).
+            self.push.send(
+                self._push_message("ended", call, ring.at, self.link(None), reason=reason, by=by),
+                None,
+                ttl=max(1, int(self.config.call.ring_timeout)),
+                urgency="low",
+                topic=call,
+            )
         if reason != "missed" or "missed" not in self.events:
             return
         at = ring.at if ring is not None else None
@@ -223,13 +235,26 @@ class Notifications:
             )
 
     def _push_message(
-        self, kind: str, call: str, at: float | None, link: str | None
+        self,
+        kind: str,
+        call: str,
+        at: float | None,
+        link: str | None,
+        *,
+        reason: str = "",
+        by: str | None = None,
     ) -> dict[str, Any]:
         when = _clock(at) if at else ""
         if kind == "ring":
             title, body = f"{self.device_name}: someone is at the door", f"Rang at {when}"
-        else:
+        elif kind == "missed":
             title, body = f"{self.device_name}: missed call", f"Nobody answered at {when}"
+        else:
+            words = {"answered": "answered", "declined": "declined", "cancelled": "cancelled"}
+            title = f"{self.device_name}: {words.get(reason, 'ended')}"
+            body = f"The ring at {when} was {words.get(reason, 'ended')}" + (
+                f" by {by}" if by else ""
+            )
         return {
             "v": 1,
             "kind": kind,

@@ -176,6 +176,12 @@ class CallManager:
             )
             self._timer = asyncio.get_running_loop().call_later(left, self._missed, self.call)
 
+    def answering_viewer(self) -> str | None:
+        """The viewer in the answered call, if a call is answered."""
+        if self.state is CallState.ANSWERED and self.answered_by is not None:
+            return self.answered_by[0]
+        return None
+
     def is_answering(self, viewer: str) -> bool:
         return (
             self.state is CallState.ANSWERED

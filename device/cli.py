@@ -24,6 +24,7 @@ commands:
   peercam dashboard --port 8080         serve the browser dashboard alone (e.g. on the broker host)
   peercam run --config /etc/peercam/peercam.toml
   peercam check --config /etc/peercam/peercam.toml
+  peercam ha-remove --config /etc/peercam/peercam.toml   remove the device from Home Assistant
   peercam provision --help              enrol devices and viewers, generate broker files
 
 The config file is TOML; see peercam.example.toml and docs/configuration.md.
@@ -118,6 +119,21 @@ def cmd_check(args: argparse.Namespace) -> int:
     _fake_hardware(args)
     print(f"config {args.config}: OK (device {config.device.id!r}, broker {config.mqtt.url})")
     return asyncio.run(run_checks(config))
+
+
+def cmd_ha_remove(args: argparse.Namespace) -> int:
+    from .homeassistant import remove_from_homeassistant
+
+    config = _load(args.config)
+    ok = asyncio.run(remove_from_homeassistant(config))
+    if ok:
+        print(
+            f"device {config.device.id!r}: discovery configs cleared under "
+            f"{config.homeassistant.discovery_prefix}/ (Home Assistant removes its entities)"
+        )
+        return 0
+    print("peercam ha-remove: the broker did not take every removal (see the log)", file=sys.stderr)
+    return 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -244,6 +260,23 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
     check.add_argument("--fake-hardware", action="store_true", help=FAKE_HARDWARE_HELP)
     check.set_defaults(func=cmd_check)
+
+    ha_remove = sub.add_parser(
+        "ha-remove",
+        help="remove this device from Home Assistant (clear its MQTT discovery configs)",
+        description="Connect as the device and publish empty retained messages on every "
+        "discovery config topic it may have published (and its ring snapshot): Home "
+        "Assistant removes the device and its entities. Run it before uninstalling a device; "
+        "a daemon started with [homeassistant] enabled = false does the same by itself.",
+    )
+    ha_remove.add_argument(
+        "--config",
+        "-c",
+        default=DEFAULT_CONFIG,
+        help=f"TOML config file (default {DEFAULT_CONFIG})",
+    )
+    ha_remove.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
+    ha_remove.set_defaults(func=cmd_ha_remove)
 
     demo = sub.add_parser(
         "demo",

@@ -210,6 +210,8 @@ def encode_config(payload: dict[str, object]) -> bytes:
 
 def describe(cfg: HomeAssistantConfig, d: DiscoveryDevice) -> str:
     if not cfg.enabled:
+        if "enabled" in cfg.model_fields_set:
+            return "Home Assistant discovery switched off: removing this device's configs"
         return "Home Assistant discovery off"
     button = "with" if d.door_button else "without"
     return (
@@ -305,10 +307,19 @@ class HomeAssistantBridge:
             self._queue_configs()
             if self._latest_jpeg is not None:
                 self._put(self.device.snapshot_topic, self._latest_jpeg, True)
-        else:
-            # Switched off: remove whatever an earlier run published (an empty retained
-            # message deletes nothing that is not there, so this is safe every time).
+        elif self.switched_off:
+            # Remove whatever an earlier run published (an empty retained message
+            # deletes nothing that is not there, so this is safe every time).
             self._queue_removal()
+
+    @property
+    def switched_off(self) -> bool:
+        """``enabled = false`` written in the config (not just the default): clean up.
+
+        A device that never used Home Assistant publishes nothing under its prefix
+        (a broker whose ACL has no discovery lines would log denied publishes).
+        """
+        return not self.cfg.enabled and "enabled" in self.cfg.model_fields_set
 
     def on_message(self, topic: str, payload: bytes) -> bool:
         """Handle Home Assistant's birth message; False for a topic that is not ours."""

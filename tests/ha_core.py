@@ -127,6 +127,15 @@ def ensure_venv(log: Any = None) -> Path:
                 check=True,
                 timeout=BUILD_TIMEOUT,
             )
+            # Home Assistant pip-installs what its start-up integrations need (the
+            # frontend, ...) at its first start: do that here, inside the build.
+            warm = HomeAssistant(tmp / "warm-up", _free_port(), venv=tmp)
+            try:
+                warm.start(timeout=BUILD_TIMEOUT)
+            finally:
+                warm.stop()
+            shutil.rmtree(tmp / "warm-up", ignore_errors=True)
+            tmp.chmod(0o755)  # mkdtemp made it 0700
             (tmp / ".complete").write_text(f"homeassistant=={HA_VERSION}\n{python}\n")
             if venv.exists():  # a broken leftover without .complete
                 shutil.rmtree(venv)
@@ -135,6 +144,14 @@ def ensure_venv(log: Any = None) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return venv
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 # --- the process -------------------------------------------------------------------------
@@ -162,8 +179,8 @@ logger:
 class HomeAssistant:
     """One ``hass`` process in ``workdir``, onboarded, with a Bearer token for its API."""
 
-    def __init__(self, workdir: Path, port: int) -> None:
-        self.venv = ensure_venv()
+    def __init__(self, workdir: Path, port: int, *, venv: Path | None = None) -> None:
+        self.venv = venv or ensure_venv()
         self.workdir = Path(workdir)
         self.config_dir = self.workdir / "config"
         self.port = port
@@ -184,7 +201,7 @@ class HomeAssistant:
             log.write(f"--- tests/ha_core.py: start #{self.starts + 1}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [str(python), "-m", "homeassistant", "-c", str(self.config_dir), "--skip-pip"],
+                [str(python), "-m", "homeassistant", "-c", str(self.config_dir)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,

@@ -182,6 +182,15 @@ async def test_switched_off_it_removes_what_it_published_and_ignores_births() ->
     assert all(p == b"" and retain for _, p, retain in publish.sent)
     await bridge.close()
 
+    # Never turned on (no [homeassistant] enabled key at all): nothing is published.
+    untouched = Recorder()
+    bridge = HomeAssistantBridge(config_from_dict({}).homeassistant, frontdoor(), untouched)
+    bridge.start()
+    bridge.connected()
+    await settle(bridge)
+    assert untouched.sent == []
+    await bridge.close()
+
 
 async def test_a_slow_or_failing_broker_never_holds_up_the_caller(
     caplog: pytest.LogCaptureFixture,

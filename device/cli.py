@@ -154,6 +154,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             height=args.height,
             fps=args.fps,
             stop=stop,
+            homeassistant=args.homeassistant,
         )
         return 0
 
@@ -290,6 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--width", type=int, default=1280)
     demo.add_argument("--height", type=int, default=720)
     demo.add_argument("--fps", type=int, default=30)
+    demo.add_argument(
+        "--homeassistant",
+        action="store_true",
+        help="publish Home Assistant MQTT discovery (off by default): point Home Assistant's "
+        "MQTT integration at the printed broker and the demo doorbell appears there",
+    )
     demo.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
     demo.set_defaults(func=cmd_demo)
 

@@ -221,6 +221,7 @@ class HomeAssistant:
                 if status in (200, 401):
                     return
             if time.monotonic() > deadline:
+                self.stop()
                 raise AssertionError(
                     f"Home Assistant did not answer within {timeout:.0f} s:\n"
                     f"{self.log_text()[-8000:]}"

@@ -292,3 +292,72 @@ def _toml(site: Site, device: str) -> dict[str, object]:
     import tomllib
 
     return tomllib.loads(site.bundle_file(device, "peercam.toml").read_text())
+
+
+# --- the door rule for Home Assistant -------------------------------------------------------
+
+
+class FakeCalls:
+    def __init__(self, answering: str | None) -> None:
+        self.answering = answering
+
+    def answering_viewer(self) -> str | None:
+        return self.answering
+
+    def is_answering(self, viewer: str) -> bool:
+        return viewer == self.answering
+
+
+class FakePanel:
+    door = object()
+
+    def __init__(self) -> None:
+        self.pulses: list[float] = []
+
+    def pulse_door(self, seconds: float) -> bool:
+        self.pulses.append(seconds)
+        return True
+
+
+@pytest.mark.parametrize(
+    ("openers", "answering", "enabled", "opens"),
+    [
+        (["alice", "homeassistant"], "alice", True, True),  # an opener is in the call
+        (["alice", "homeassistant"], None, True, False),  # nobody answered
+        (["alice", "homeassistant"], "bob", True, False),  # bob may not open: neither may HA
+        (["alice"], "alice", True, False),  # HA not among the openers
+        (["alice", "homeassistant"], "alice", False, False),  # integration off: a plain viewer id
+    ],
+)
+async def test_home_assistant_opens_only_during_a_call_answered_by_an_opener(
+    openers: list[str], answering: str | None, enabled: bool, opens: bool
+) -> None:
+    from peercam.daemon import Daemon
+    from peercam.protocol import ErrorCode, ProtocolError
+
+    config = config_from_dict(
+        {
+            "gpio": {"door_pin": 22, "door_openers": openers},
+            "homeassistant": {"enabled": enabled},
+        }
+    )
+    daemon = Daemon(config)
+    panel = FakePanel()
+    daemon.panel = panel  # type: ignore[assignment]
+    daemon.calls = FakeCalls(answering)  # type: ignore[assignment]
+    published: list[dict[str, object]] = []
+
+    async def publish_event(message: dict[str, object]) -> bool:
+        published.append(message)
+        return True
+
+    daemon._publish_event = publish_event  # type: ignore[method-assign]
+    if opens:
+        await daemon._open_door("homeassistant")
+        assert panel.pulses == [1.0]
+        assert published[0]["type"] == "opened" and published[0]["by"] == "homeassistant"
+    else:
+        with pytest.raises(ProtocolError) as refused:
+            await daemon._open_door("homeassistant")
+        assert refused.value.code == ErrorCode.UNAUTHORIZED
+        assert panel.pulses == [] and published == []

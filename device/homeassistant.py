@@ -260,7 +260,9 @@ async def remove_from_homeassistant(config: Config, timeout: float = 15.0) -> bo
         async with asyncio.timeout(timeout):
             await link.connected.wait()
         bridge = HomeAssistantBridge(
-            config.homeassistant, discovery_device(config, door=True), link.publish
+            config.homeassistant,
+            discovery_device(config, door=True),
+            lambda topic, payload, retain: link.publish(topic, payload, retain=retain),
         )
         return await bridge.remove(timeout)
     except TimeoutError:

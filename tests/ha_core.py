@@ -188,6 +188,7 @@ class HomeAssistant:
         self.log_path = self.workdir / "hass.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.token: str | None = None
+        self.tokens: dict[str, Any] = {}
         self.starts = 0
 
     # --- life ---
@@ -340,7 +341,8 @@ class HomeAssistant:
         )
         if status != 200:
             raise AssertionError(f"token request failed: HTTP {status} {data[:500]!r}")
-        return str(json.loads(data)["access_token"])
+        self.tokens = dict(json.loads(data))  # with refresh_token (a browser needs it)
+        return str(self.tokens["access_token"])
 
     def add_mqtt(self, port: int, username: str, password: str) -> dict[str, Any]:
         """Add the MQTT integration with HA's provisioned broker user; the config entry."""

@@ -170,10 +170,10 @@ async def test_entities_appear_on_one_device_each(h: Home) -> None:
     for obj in FRONT[:-1]:
         await poll(lambda o=obj: live(ha, entity("gate", o)), f"{entity('gate', obj)}")
 
-    assert ha.state("binary_sensor.frontdoor_online")["state"] == "on"  # type: ignore[index]
-    assert ha.state("binary_sensor.frontdoor_ringing")["state"] == "off"  # type: ignore[index]
-    viewers = ha.state("sensor.frontdoor_viewers")
-    assert viewers is not None and viewers["state"] == "0"
+    # (each entity reads the retained status a moment after it is created)
+    await wait_state(ha, "binary_sensor.frontdoor_online", lambda s: s["state"] == "on", "on")
+    await wait_state(ha, "binary_sensor.frontdoor_ringing", lambda s: s["state"] == "off", "off")
+    viewers = await wait_state(ha, "sensor.frontdoor_viewers", lambda s: s["state"] == "0", "0")
     assert viewers["attributes"]["faults"] == []
     assert viewers["attributes"]["call_state"] == "idle"
     doorbell = ha.state("event.frontdoor_doorbell")
@@ -293,7 +293,7 @@ async def test_home_assistant_restarting_gets_the_configs_again(h: Home) -> None
         for obj in objs:
             await poll(lambda d=device, o=obj: live(ha, entity(d, o)), f"{entity(device, obj)}")
     assert h.front.log_text().count("Home Assistant came online") > births
-    assert ha.state("binary_sensor.frontdoor_online")["state"] == "on"  # type: ignore[index]
+    await wait_state(ha, "binary_sensor.frontdoor_online", lambda s: s["state"] == "on", "on")
 
 
 async def test_a_killed_daemon_reads_offline(h: Home) -> None:

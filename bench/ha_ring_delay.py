@@ -78,7 +78,9 @@ async def run(presses: int, workdir: Path) -> dict[str, Any]:
         )
         await daemon.wait_online()
         deadline = time.monotonic() + 60
-        while (await asyncio.to_thread(ha.state, "event.frontdoor_doorbell")) is None:
+        while (await asyncio.to_thread(ha.state, "event.frontdoor_doorbell") or {}).get(
+            "state", "unavailable"
+        ) == "unavailable":
             if time.monotonic() > deadline:
                 raise SystemExit("the doorbell entity never appeared in Home Assistant")
             await asyncio.sleep(0.2)
@@ -99,7 +101,7 @@ async def run(presses: int, workdir: Path) -> dict[str, Any]:
                             break
                 while True:
                     state = await asyncio.to_thread(ha.state, "event.frontdoor_doorbell")
-                    if state["state"] != before:
+                    if state["state"] not in (before, "unknown", "unavailable"):
                         break
                     if time.time() - pressed > 10:
                         raise SystemExit("Home Assistant did not see the ring within 10 s")

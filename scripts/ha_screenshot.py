@@ -31,7 +31,7 @@ from tests.mosquitto import free_port  # noqa: E402
 
 def lovelace(panel_url: str) -> dict[str, object]:
     cards = [
-        {"type": "iframe", "url": panel_url, "aspect_ratio": "16:9", "title": "Front door (live)"},
+        {"type": "iframe", "url": panel_url, "aspect_ratio": "115%", "title": "Front door (live)"},
         {"type": "picture-entity", "entity": "image.demo_snapshot", "name": "Last visitor"},
         {
             "type": "entities",
@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             (storage / "lovelace").write_text(json.dumps(lovelace(panel)))
             ha.start()
             ha.onboard()
+            ha.finish_onboarding()
             flow = ha.api("POST", "/api/config/config_entries/flow", {"handler": "mqtt"})
             ha.api(
                 "POST",
@@ -93,13 +94,17 @@ def main(argv: list[str] | None = None) -> int:
                 {"broker": "127.0.0.1", "port": broker_port},
             )
             deadline = time.monotonic() + 60
-            while ha.state("image.demo_snapshot") is None:
+            while (ha.state("event.demo_doorbell") or {}).get("state") != "unknown":
                 if time.monotonic() > deadline:
                     raise SystemExit("the demo never appeared in Home Assistant")
                 time.sleep(0.5)
+            time.sleep(2)
             ring = urllib.request.Request(f"http://127.0.0.1:{web_port}/api/ring", method="POST")
             urllib.request.urlopen(ring, timeout=10).read()  # a snapshot for the image card
-            time.sleep(3)
+            while (ha.state("event.demo_doorbell") or {}).get("state") == "unknown":
+                if time.monotonic() > deadline:
+                    raise SystemExit("Home Assistant did not see the ring")
+                time.sleep(0.2)
             tokens = {
                 **ha.tokens,
                 "hassUrl": ha.base,
@@ -110,9 +115,20 @@ def main(argv: list[str] | None = None) -> int:
                 browser = pw.chromium.launch(
                     executable_path="/usr/bin/chromium",
                     # the demo's viewer offers from the loopback page (demo on 127.0.0.1)
-                    args=["--allow-loopback-in-peer-connection", "--no-sandbox"],
+                    # The demo serves on 127.0.0.1: the page must offer its loopback address
+                    # instead of an mDNS name the device cannot resolve.
+                    args=[
+                        "--allow-loopback-in-peer-connection",
+                        "--disable-features=WebRtcHideLocalIpsWithMdns",
+                        "--no-sandbox",
+                    ],
                 )
                 page = browser.new_page(viewport={"width": 1400, "height": 900})
+                # Loopback only: the frontend would fetch map tiles, brand icons ...
+                page.route(
+                    re.compile(r"^(?!https?://127\.0\.0\.1[:/]|wss?://127\.0\.0\.1[:/]).*"),
+                    lambda route: route.abort(),
+                )
                 page.add_init_script(
                     f"localStorage.setItem('hassTokens', {json.dumps(json.dumps(tokens))});"
                 )

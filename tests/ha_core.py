@@ -316,6 +316,17 @@ class HomeAssistant:
         code = json.loads(data)["auth_code"]
         self.token = self._token({"grant_type": "authorization_code", "code": code}, client_id)
 
+    def finish_onboarding(self) -> None:
+        """The remaining onboarding steps (location, analytics, integrations): a browser
+        opening the frontend then sees the dashboards, not the onboarding wizard."""
+        self.api("POST", "/api/onboarding/core_config", {})
+        self.api("POST", "/api/onboarding/analytics", {})
+        self.api(
+            "POST",
+            "/api/onboarding/integration",
+            {"client_id": self.base + "/", "redirect_uri": self.base + "/?auth_callback=1"},
+        )
+
     def login(self) -> None:
         """A token for the existing owner (after a restart) through the login flow."""
         client_id = self.base + "/"

@@ -328,3 +328,15 @@ async def test_removing_a_device_removes_its_entities(h: Home) -> None:
     await poll(gone, "the gate's entities to go")
     assert ha.template("{{ device_id('binary_sensor.gate_online') }}").strip() in ("None", "")
     assert live(ha, "event.frontdoor_doorbell") is not None  # the other device stays
+
+
+def test_home_assistant_logged_no_complaint_about_our_payloads(h: Home) -> None:
+    """Discovery schema errors, template errors and bad event payloads are logged, not raised."""
+    complaints = [
+        line
+        for line in h.ha.log_text().splitlines()
+        if ("WARNING" in line or "ERROR" in line)
+        and ("mqtt" in line or "template" in line.lower())
+        and ("peercam" in line or "frontdoor" in line or "gate" in line)
+    ]
+    assert not complaints, "\n".join(complaints)

@@ -239,8 +239,6 @@ async def remove_from_homeassistant(config: Config, timeout: float = 15.0) -> bo
     """Connect as the device and clear its discovery configs (``peercam ha-remove``)."""
     from .mqtt_link import LastWill, MqttLink
 
-    bridge: HomeAssistantBridge | None = None
-
     async def on_connect() -> None:
         pass
 

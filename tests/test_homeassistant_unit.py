@@ -361,3 +361,12 @@ async def test_home_assistant_opens_only_during_a_call_answered_by_an_opener(
             await daemon._open_door("homeassistant")
         assert refused.value.code == ErrorCode.UNAUTHORIZED
         assert panel.pulses == [] and published == []
+
+
+def test_the_demo_publishes_discovery_only_when_asked() -> None:
+    from peercam.demo import demo_config
+
+    assert not demo_config("mqtt://127.0.0.1:1883").homeassistant.enabled
+    asked = demo_config("mqtt://127.0.0.1:1883", homeassistant_url="http://127.0.0.1:8080/")
+    assert asked.homeassistant.enabled
+    assert asked.homeassistant.dashboard_url == "http://127.0.0.1:8080/"

@@ -100,7 +100,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
     front = daemon(
         "frontdoor", gpio={"door_pin": DOOR_PIN, "door_openers": ["alice", "homeassistant"]}
     )
-    gate = daemon("gate")
+    # A STUN server nobody runs (a free loopback port): a fault the gate reports.
+    gate = daemon("gate", webrtc={"ice_servers": [f"stun:127.0.0.1:{free_port()}"]})
     ha = HomeAssistant(root / "ha", free_port())
     try:
         for d in (front, gate):
@@ -192,6 +193,14 @@ async def test_entities_appear_on_one_device_each(h: Home) -> None:
     assert described == f"Frontdoor|peercam|peercam doorbell|{__version__}|http://127.0.0.1:8080/"
     members = ha.template(f"{{{{ device_entities({device}) | sort | join(',') }}}}")
     assert members.split(",") == sorted(entity("frontdoor", o) for o in FRONT)
+    # The device's faults (the dashboard's list) are the viewers sensor's attributes.
+    faulty = await wait_state(
+        ha,
+        "sensor.gate_viewers",
+        lambda s: any("ICE server stun:127.0.0.1" in f for f in s["attributes"].get("faults", [])),
+        "the gate's STUN fault as an attribute",
+    )
+    assert faulty["state"] == "0"
     gate = ha.template("{{ device_entities(device_id('event.gate_doorbell')) | sort | join(',') }}")
     assert gate.split(",") == sorted(entity("gate", o) for o in FRONT[:-1])
     assert ha.state("button.gate_open_door") is None  # no door strike, no button

@@ -370,3 +370,17 @@ def test_the_demo_publishes_discovery_only_when_asked() -> None:
     asked = demo_config("mqtt://127.0.0.1:1883", homeassistant_url="http://127.0.0.1:8080/")
     assert asked.homeassistant.enabled
     assert asked.homeassistant.dashboard_url == "http://127.0.0.1:8080/"
+
+
+def test_without_python_313_the_reason_names_where_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.ha_core import HomeAssistantUnavailable, find_python313
+
+    if any(Path(p).exists() for p in ("/usr/bin/python3.13", "/usr/local/bin/python3.13")):
+        pytest.skip("this machine has a system Python 3.13: the missing case cannot be made")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "pyenv"))
+    monkeypatch.delenv("PEERCAM_PYTHON313", raising=False)
+    with pytest.raises(HomeAssistantUnavailable, match=r"needs Python 3\.13 .* none was found"):
+        find_python313()

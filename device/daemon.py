@@ -20,6 +20,8 @@ from .ice import IceServers, restrict_host_addresses
 from .ice_health import IceHealth
 from .mqtt_link import LastWill, MqttLink
 from .protocol import ByeReason, ErrorCode, ProtocolError, Topics, encode
+from .relay.director import RelayDirector
+from .relay.janus import JanusPublisher, JanusTarget
 from .resources import Counts, ResourceReporter, consumers_of
 from .sdnotify import Notifier, install_test_loop_blocker
 from .signaling import DeviceDescription, Signaling
@@ -53,6 +55,7 @@ class Daemon:
         self.audio: MediaHub | None = None
         self.ice_health: IceHealth | None = None
         self.homeassistant: HomeAssistantBridge | None = None
+        self.relay: RelayDirector | None = None
         self.ready = asyncio.Event()
         self.notifier = Notifier()  # systemd Type=notify; does nothing outside systemd
 
@@ -70,6 +73,8 @@ class Daemon:
             faults.append(f"speaker: {self.speaker.fault}")
         if self.ice_health is not None:
             faults += self.ice_health.faults()
+        if self.relay is not None:
+            faults += self.relay.faults()
         extra: dict[str, object] = {
             "camera": str(self.video.state),
             "faults": faults,
@@ -85,6 +90,8 @@ class Daemon:
             extra["warnings"] = [f"camera: {w}" for w in warnings]
         if self.audio is not None:
             extra["microphone"] = str(self.audio.state)
+        if self.relay is not None:
+            extra["relay"] = self.relay.status()
         return extra
 
     def _build(self) -> None:
@@ -162,6 +169,7 @@ class Daemon:
                 cfg.webrtc.ice_servers,
                 ice.device_urls(),
             )
+        self.relay = self._build_relay(ice)
         self.signaling = Signaling(
             topics=self.topics,
             webrtc=cfg.webrtc,
@@ -181,6 +189,7 @@ class Daemon:
             speaker=self.speaker if self.speaker.available else None,
             open_door=self._open_door if self.panel and self.panel.door else None,
             status_refresh=cfg.mqtt.status_refresh,
+            relay=self.relay,
         )
         self._build_homeassistant()
         offline = encode(self.signaling.status("offline"))
@@ -223,6 +232,43 @@ class Daemon:
         if jpeg is not None and self.homeassistant is not None:
             self.homeassistant.snapshot(jpeg)  # queued: the call log publishes its copy now
         return jpeg
+
+    def _build_relay(self, ice: IceServers) -> RelayDirector | None:
+        """[relay] mode = "janus": the publisher and who watches through it."""
+        cfg = self.config
+        relay = cfg.relay
+        if not relay.enabled:
+            return None
+        assert self.video is not None
+        target = JanusTarget(
+            url=relay.url,
+            viewer_url=relay.viewer_url or relay.url,
+            room=relay.room_for(cfg.device.id),
+            create_room=relay.create_room,
+            bitrate=relay.bitrate or cfg.camera.bitrate,
+            display=cfg.device.name,
+            api_secret=cfg.read_relay_secret("api_secret_file"),
+            room_secret=cfg.read_relay_secret("room_secret_file"),
+            room_pin=cfg.read_relay_secret("room_pin_file"),
+            max_backoff=relay.max_backoff,
+        )
+        publisher = JanusPublisher(
+            target,
+            video=self.video,  # issue 14: the substream hub here once it exists
+            audio=self.audio,
+            ice_servers=ice.device_servers,  # TURN too, for an SFU across NATs
+            on_change=self._on_media_state,
+        )
+        log.info(
+            "relay: Janus %s room %d; %s viewer(s) peer-to-peer, the rest through Janus "
+            "(policy %s, publishing %s)",
+            relay.url,
+            target.room,
+            relay.p2p_viewers,
+            relay.policy,
+            relay.publish,
+        )
+        return RelayDirector(relay, publisher, self._on_media_state)
 
     def _counts(self) -> Counts:
         assert self.signaling is not None
@@ -332,6 +378,8 @@ class Daemon:
         self.homeassistant.start()
         if self.ice_health is not None:
             self.ice_health.start()
+        if self.relay is not None:
+            self.relay.start()
         install_test_loop_blocker(asyncio.get_running_loop())
         self.notifier.status(f"connecting to {self.config.mqtt.url}")
         watchdog_task = asyncio.create_task(self.notifier.pet_watchdog(), name="peercam-watchdog")
@@ -357,6 +405,8 @@ class Daemon:
             await self.signaling.close(ByeReason.SHUTDOWN)
             if self.homeassistant is not None:
                 await self.homeassistant.close()
+            if self.relay is not None:
+                await self.relay.close()
             if self.link.connected.is_set():
                 await self.link.publish(
                     self.topics.status, encode(self.signaling.status("offline")), retain=True

@@ -267,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="remove this device from Home Assistant (clear its MQTT discovery configs)",
         description="Connect as the device and publish empty retained messages on every "
         "discovery config topic it may have published (and its ring snapshot): Home "
-        "Assistant removes the device and its entities. Run it before uninstalling a device; "
+        "Assistant removes the device and its entities. Run it after stopping the daemon (a "
+        "running one with [homeassistant] enabled publishes them again), before uninstalling; "
         "a daemon started with [homeassistant] enabled = false does the same by itself.",
     )
     ha_remove.add_argument(

@@ -26,7 +26,7 @@ VIEWER_READ = ("status", "events", "calls", "snapshot/#")
 
 @dataclass(frozen=True, slots=True)
 class AclRule:
-    access: str  # "read" | "write"
+    access: str  # "read" | "write" | "readwrite"
     topic: str
 
 

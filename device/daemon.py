@@ -147,7 +147,7 @@ class Daemon:
         self.panel, why = open_panel(
             cfg.gpio,
             asyncio.get_running_loop(),
-            on_press=self.calls.press,
+            on_press=self._on_press,
             on_stuck=self._on_button_stuck,
             pin_factory=self.pin_factory,
         )
@@ -291,8 +291,15 @@ class Daemon:
         """Ring as if the button were pressed (SIGUSR1 with fake hardware; the demo's ring)."""
         if self.panel is not None and self.panel.simulate_press():
             return  # through the mock pin, like a finger would
-        if self.calls is not None:
-            self.calls.press()
+        self._on_press()
+
+    def _on_press(self) -> None:
+        """A press (the pin, SIGUSR1 or the demo): the call machine, then Home Assistant."""
+        if self.calls is None:
+            return
+        if self.calls.press() in ("ring", "again") and self.homeassistant is not None:
+            # every counted press fires the doorbell event, also while the call rings
+            self.homeassistant.fire("ring", call=self.calls.call, at=round(time.time(), 3))
 
     async def _publish_event(self, message: dict[str, object]) -> bool:
         return await self._publish(self.topics.events, encode(message), False)

@@ -1,11 +1,12 @@
 """Home Assistant MQTT discovery: the doorbell appears in Home Assistant by itself.
 
-Home Assistant reads the device's own topics wherever it can (the retained
-``status``, the ``events``), so the ring reaches its automations with no
-extra work on the device: the discovery configs only tell it how to read
-them.  The device adds two things: the latest ring snapshot, retained on
-``{prefix}/{device}/ha/snapshot`` (raw JPEG, for the ``image`` entity), and
-the configs themselves, retained under the discovery prefix.
+Home Assistant reads the device's retained ``status`` as it is (online,
+ringing, viewers, faults).  The device adds three things: the doorbell
+event on ``{prefix}/{device}/ha/event`` for every counted press (the
+viewers' ``call`` event comes once per call, a doorbell fires on each
+press), the latest ring snapshot retained on ``{prefix}/{device}/ha/snapshot``
+(raw JPEG, for the ``image`` entity), and the configs themselves, retained
+under the discovery prefix.
 
 Everything here is off the hot path: ``HomeAssistantBridge`` queues its
 publishes for one worker task, and a ring, a call or live video never waits
@@ -65,13 +66,6 @@ _STATUS_ATTRIBUTES = (
     "'max_viewers': value_json.max_viewers | default(none)} | tojson "
     "if value_json is defined else '{}' }}"
 )
-# ``events`` carries call, call-ended, opened ...: only ``call`` is a ring.  An
-# empty rendering is ignored by Home Assistant's event platform.
-_RING = (
-    "{% if value_json is defined and value_json.type == 'call' %}"
-    "{{ {'event_type': 'ring', 'call': value_json.call, 'at': value_json.at} | tojson }}"
-    "{% endif %}"
-)
 OPEN_PAYLOAD = '{"v":1,"type":"open"}'
 
 
@@ -101,6 +95,10 @@ class DiscoveryDevice:
     @property
     def snapshot_topic(self) -> str:
         return f"{self.base}/ha/snapshot"
+
+    @property
+    def event_topic(self) -> str:
+        return f"{self.base}/ha/event"
 
     @property
     def birth_topic(self) -> str:
@@ -146,8 +144,7 @@ def discovery_configs(d: DiscoveryDevice) -> dict[str, dict[str, object]]:
             "Doorbell",
             device_class="doorbell",
             event_types=list(EVENT_TYPES),
-            state_topic=f"{d.base}/events",
-            value_template=_RING,
+            state_topic=d.event_topic,
             availability=availability,
         ),
         d.config_topic("image", "snapshot"): entity(
@@ -335,6 +332,12 @@ class HomeAssistantBridge:
         self._latest_jpeg = jpeg
         if self.enabled:
             self._put(self.device.snapshot_topic, jpeg, True)
+
+    def fire(self, event_type: str, **attributes: object) -> None:
+        """The doorbell event (``ring``; ``motion`` to come): every counted press."""
+        if self.enabled:
+            payload = {"event_type": event_type, **attributes}
+            self._put(self.device.event_topic, json.dumps(payload).encode(), False)
 
     def remember_snapshot(self, jpeg: bytes | None) -> None:
         """The newest snapshot from the call log at start: republished on connection."""

@@ -31,7 +31,7 @@ class AclRule:
 
 
 #: Topics below ``{prefix}/{device}/`` Home Assistant reads (docs/home-assistant.md).
-HOMEASSISTANT_READ = ("status", "events", "ha/snapshot")
+HOMEASSISTANT_READ = ("status", "ha/event", "ha/snapshot")
 
 
 def device_rules(prefix: str, device: str, discovery_prefix: str = "") -> list[AclRule]:
@@ -47,7 +47,8 @@ def homeassistant_rules(
     prefix: str, user: str, discovery_prefix: str, devices: list[str]
 ) -> list[AclRule]:
     """Discovery (its own namespace: birth, last will, deleting a device in its UI), each
-    granted device's status, events and ring snapshot, and its own inbox for the button."""
+    granted device's status, doorbell events and ring snapshot, and its own inbox for the
+    button."""
     rules = [AclRule("readwrite", f"{discovery_prefix}/#")]
     for device in sorted(devices):
         base = f"{prefix}/{device}"

@@ -245,6 +245,21 @@ async def test_a_press_fires_the_ring_event_and_shows_its_snapshot(h: Home) -> N
         await poll(lambda: any(t.endswith(call) for t in alice.topics()), "the call's snapshot")
         assert next(p for t, p, _ in alice.received if t.endswith(call)) == jpeg
 
+        # A doorbell fires on every press: again while the call rings (viewers hear of the
+        # call once; presses within min_press_interval 0.5 s would count once).
+        await asyncio.sleep(0.6)
+        h.front.signal(signal.SIGUSR1)
+        again = await wait_state(
+            ha,
+            "event.frontdoor_doorbell",
+            lambda s: s["state"] != event["state"],
+            "the second ring event",
+        )
+        assert again["attributes"]["event_type"] == "ring" and again["attributes"]["call"] == call
+        calls = [t for t, p, _ in alice.received if t.endswith("/events") and b'"call"' in p]
+        assert len([p for t, p, _ in alice.received if b'"type":"call"' in p]) == 1, calls
+        event = again
+
         await alice.publish("peercam/frontdoor/in/alice", {"v": 1, "type": "decline", "call": call})
         await wait_state(
             ha, "binary_sensor.frontdoor_ringing", lambda s: s["state"] == "off", "end"

@@ -55,7 +55,7 @@ def test_one_device_with_every_entity_and_its_topics() -> None:
     event = configs["homeassistant/event/peercam_frontdoor/doorbell/config"]
     assert event["device_class"] == "doorbell"
     assert event["event_types"] == ["ring"]
-    assert event["state_topic"] == "peercam/frontdoor/events"  # the viewers' events, as they are
+    assert event["state_topic"] == "peercam/frontdoor/ha/event"
     image = configs["homeassistant/image/peercam_frontdoor/snapshot/config"]
     assert image["image_topic"] == "peercam/frontdoor/ha/snapshot"
     assert image["content_type"] == "image/jpeg"
@@ -160,9 +160,17 @@ async def test_bridge_publishes_configs_on_connect_and_on_birth_only() -> None:
     await settle(bridge)
     assert len([p for _, p, _ in publish.sent if p]) == len(configs)
     publish.sent.clear()
+    bridge.fire("ring", call="call-0000001", at=1.5)
     bridge.snapshot(b"\xff\xd8jpeg")
     await settle(bridge)
-    assert publish.sent == [("peercam/frontdoor/ha/snapshot", b"\xff\xd8jpeg", True)]
+    assert publish.sent == [
+        (
+            "peercam/frontdoor/ha/event",
+            b'{"event_type": "ring", "call": "call-0000001", "at": 1.5}',
+            False,
+        ),
+        ("peercam/frontdoor/ha/snapshot", b"\xff\xd8jpeg", True),
+    ]
     await bridge.close()
 
 
@@ -173,6 +181,7 @@ async def test_switched_off_it_removes_what_it_published_and_ignores_births() ->
     assert bridge.subscriptions == []
     bridge.connected()
     bridge.snapshot(b"jpeg")  # kept, never published while off
+    bridge.fire("ring", call="c")
     assert not bridge.on_message("homeassistant/status", b"online")
     await settle(bridge)
     assert {t for t, _, _ in publish.sent} == {
@@ -244,7 +253,7 @@ def test_provision_homeassistant_add_makes_its_user_acl_and_bundles(tmp_path: Pa
     assert block == [
         "topic readwrite homeassistant/#",
         "topic read peercam/frontdoor/status",
-        "topic read peercam/frontdoor/events",
+        "topic read peercam/frontdoor/ha/event",
         "topic read peercam/frontdoor/ha/snapshot",
         "topic write peercam/frontdoor/in/homeassistant",
     ]

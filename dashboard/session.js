@@ -6,6 +6,7 @@
 // ringing call, an answered call): they share one session and one MediaStream,
 // shown in as many <video> elements as are attached.
 
+import { noPathAdvice } from "./ice-advice.js";
 import { PROTOCOL_VERSION, randomHex } from "./settings.js";
 import { JanusSubscriber } from "./sfu.js";
 import { emptyStats, readReport } from "./stats.js";
@@ -381,7 +382,7 @@ export class DeviceSession {
     pc.onconnectionstatechange = () => {
       if (run !== this.run) return;
       const st = pc.connectionState;
-      if (st === "failed") this._retry("The connection to the device failed (no network path; a TURN server may be needed).");
+      if (st === "failed") this._retry(noPathAdvice(pc.remoteDescription?.sdp, location.hostname));
       else if (st === "disconnected") this._setState(this.state === "live" ? "connecting" : this.state, "Connection interrupted, waiting…");
     };
     pc.onicecandidate = (ev) => {
@@ -512,7 +513,12 @@ export class DeviceSession {
   }
 
   _onBye(reason) {
-    const text = BYE_TEXT[reason] || `The device ended the session (${reason}).`;
+    let text = BYE_TEXT[reason] || `The device ended the session (${reason}).`;
+    // The device gave up before any path was found (its connect timeout): say why.
+    const pc = this.pc;
+    if (reason === "failed" && pc?.remoteDescription && pc.connectionState !== "connected") {
+      text = noPathAdvice(pc.remoteDescription.sdp, location.hostname);
+    }
     const wasCall = this.call !== null;
     if (wasCall) {
       this._dropCall();

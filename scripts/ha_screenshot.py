@@ -115,13 +115,9 @@ def main(argv: list[str] | None = None) -> int:
                 browser = pw.chromium.launch(
                     executable_path="/usr/bin/chromium",
                     # the demo's viewer offers from the loopback page (demo on 127.0.0.1)
-                    # The demo serves on 127.0.0.1: the page must offer its loopback address
-                    # instead of an mDNS name the device cannot resolve.
-                    args=[
-                        "--allow-loopback-in-peer-connection",
-                        "--disable-features=WebRtcHideLocalIpsWithMdns",
-                        "--no-sandbox",
-                    ],
+                    # Chromium's default WebRTC behaviour (mDNS names, no loopback), as a
+                    # user's: the demo copes with it (issue 20).
+                    args=["--no-sandbox"],
                 )
                 page = browser.new_page(viewport={"width": 1400, "height": 900})
                 # Loopback only: the frontend would fetch map tiles, brand icons ...

@@ -110,8 +110,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # --- 2. the service user -------------------------------------------------------------------
+CREATED_GROUPS=()  # recorded in $ETC/created-groups: uninstall-pi.sh --purge removes only these
 for group in "${GROUPS_WANTED[@]}"; do
-    getent group "$group" >/dev/null || run groupadd --system "$group"
+    if ! getent group "$group" >/dev/null; then
+        run groupadd --system "$group"
+        CREATED_GROUPS+=("$group")
+    fi
 done
 if ! id -u "$SERVICE_USER" >/dev/null 2>&1; then
     say "creating the system user $SERVICE_USER"
@@ -136,6 +140,13 @@ run install -m 0644 "$SRC/README.md" "$PREFIX/README.md"
 
 # --- 4. config -----------------------------------------------------------------------------
 run install -d -m 0750 -o root -g "$SERVICE_USER" "$ETC"
+if [ ${#CREATED_GROUPS[@]} -gt 0 ]; then
+    if [ "$DRY_RUN" = 1 ]; then
+        echo "+ echo ${CREATED_GROUPS[*]} >> $ETC/created-groups"
+    else
+        printf '%s\n' "${CREATED_GROUPS[@]}" >> "$ETC/created-groups"
+    fi
+fi
 if [ -n "$BUNDLE" ]; then
     say "installing the bundle $BUNDLE into $ETC"
     if [ -f "$ETC/peercam.toml" ] && ! cmp -s "$BUNDLE/peercam.toml" "$ETC/peercam.toml"; then

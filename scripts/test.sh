@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # One command for the tests: installs Mosquitto, coturn, Chromium, systemd (for
-# systemd-analyze), ShellCheck and Caddy (Debian packages, as root or through sudo),
-# sets up .venv, lints, runs pytest.
+# systemd-analyze), ShellCheck, Caddy, systemd-container and mmdebstrap (Debian packages,
+# as root or through sudo), sets up .venv, lints, builds the cached Debian rootfs the
+# booted-systemd test needs (once per machine), runs pytest.
 # Extra arguments go to pytest (e.g. -k e2e, -m 'not slow').
 source "$(dirname "$0")/lib.sh"
-ensure_debs mosquitto coturn chromium iproute2 iptables systemd shellcheck caddy
+ensure_debs mosquitto coturn chromium iproute2 iptables systemd shellcheck caddy \
+    systemd-container mmdebstrap
 ensure_venv test
 cd "$ROOT"
 say "ruff"
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
+# tests/test_pi_nspawn.py boots a Debian rootfs: build it (~90 s, once per machine, in
+# /var/cache/peercam-test) before pytest so that no test timeout pays for it. A failure
+# here is reported again by that test, with mmdebstrap's output; the rest still runs.
+"$PY" -m tests.nspawn prepare || say "warning: the Debian rootfs for tests/test_pi_nspawn.py could not be built"
 # Three workers, one test file each at a time: most tests wait on networks and
 # timers, not CPU, so this runs the suite in about 5 minutes on 2 cores instead
 # of 12. PEERCAM_TEST_WORKERS=0 runs everything in one process.

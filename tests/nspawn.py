@@ -195,11 +195,38 @@ def ensure_wheelhouse() -> Path:
         return target
 
 
-def copy_rootfs(source: Path, dest: Path) -> None:
-    """A private copy of the cached rootfs (reflinks where the file system has them)."""
-    subprocess.run(
-        ["cp", "-a", "--reflink=auto", f"{source}/.", str(dest)], check=True, timeout=600
+@contextlib.contextmanager
+def private_root(source: Path, work: Path) -> Iterator[Path]:
+    """A writable root over the cached rootfs, removed afterwards.
+
+    An overlay (the cache stays the read-only lower layer; a run writes a few hundred MB
+    into ``work/upper``), or a full copy where overlayfs cannot be mounted.
+    """
+    merged = work / "root"
+    upper, scratch = work / "upper", work / "overlay-work"
+    for folder in (merged, upper, scratch):
+        folder.mkdir(parents=True)
+    options = f"lowerdir={source},upperdir={upper},workdir={scratch}"
+    mounted = (
+        subprocess.run(
+            ["mount", "-t", "overlay", "overlay", "-o", options, str(merged)],
+            capture_output=True,
+            timeout=60,
+        ).returncode
+        == 0
     )
+    if not mounted:
+        _say("overlayfs unavailable: copying the rootfs")
+        subprocess.run(
+            ["cp", "-a", "--reflink=auto", f"{source}/.", str(merged)], check=True, timeout=600
+        )
+    try:
+        yield merged
+    finally:
+        if mounted:
+            subprocess.run(["umount", "--lazy", str(merged)], check=False, timeout=60)
+        for folder in (merged, upper, scratch):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 class Container:

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import platform
+import secrets
 import shutil
 import signal
 import subprocess
@@ -238,6 +239,7 @@ class Container:
         self.binds = list(binds)
         self.console_log = console_log
         self.proc: subprocess.Popen[bytes] | None = None
+        self.cgroup: Path | None = None
         self.pid1: int | None = None
         self.boots = 0
 
@@ -246,11 +248,23 @@ class Container:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         env = {**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
         self.boots += 1
+        # --keep-unit puts the container's cgroups (payload/...) below nspawn's own cgroup:
+        # give every boot a fresh one, removed after it, or a later boot would inherit the
+        # cgroups -- and the BPF device programs attached to them -- of an earlier container.
+        mount = cgroup2_mount()
+        assert mount is not None
+        self.cgroup = mount / f"peercam-test-{os.getpid()}-{secrets.token_hex(4)}"
+        self.cgroup.mkdir()
         with self.console_log.open("ab") as log:
             log.write(f"\n===== boot {self.boots} =====\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
                 [
+                    "sh",
+                    "-c",
+                    'echo $$ > "$0/cgroup.procs" && shift && exec "$@"',
+                    str(self.cgroup),
+                    "--",
                     "systemd-nspawn",
                     "--boot",
                     f"--directory={self.root}",
@@ -342,21 +356,37 @@ class Container:
         verb = "reboot" if reboot else "poweroff"
         self.run("systemctl", verb, "--no-block", timeout=30)
         try:
-            return self.proc.wait(timeout)
+            rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             raise AssertionError(f"{verb} did not finish within {timeout:g} s") from None
+        self._remove_cgroup()
+        return rc
 
     def kill(self) -> None:
         """Stop it however it is (teardown): SIGTERM halts cleanly, SIGKILL after 20 s."""
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self._remove_cgroup()
+
+    def _remove_cgroup(self) -> None:
+        """rmdir the boot's cgroup tree, deepest first (its processes are gone by now)."""
+        if self.cgroup is None or not self.cgroup.exists():
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        deadline = time.monotonic() + 10
+        while self.cgroup.exists():
+            for folder, _, _ in sorted(os.walk(self.cgroup), key=lambda w: -len(w[0])):
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
+            if time.monotonic() > deadline:
+                _say(f"could not remove {self.cgroup} (processes left?)")
+                return
+            time.sleep(0.1)
 
 
 def prepare(argv: Sequence[str]) -> int:

@@ -18,6 +18,8 @@ from .ice import IceServers, restrict_host_addresses
 from .ice_health import IceHealth
 from .mqtt_link import LastWill, MqttLink
 from .protocol import ByeReason, ErrorCode, ProtocolError, Topics, encode
+from .relay.director import RelayDirector
+from .relay.janus import JanusPublisher, JanusTarget
 from .resources import Counts, ResourceReporter, consumers_of
 from .sdnotify import Notifier, install_test_loop_blocker
 from .signaling import DeviceDescription, Signaling
@@ -50,6 +52,7 @@ class Daemon:
         self.video: MediaHub | None = None
         self.audio: MediaHub | None = None
         self.ice_health: IceHealth | None = None
+        self.relay: RelayDirector | None = None
         self.ready = asyncio.Event()
         self.notifier = Notifier()  # systemd Type=notify; does nothing outside systemd
 
@@ -67,6 +70,8 @@ class Daemon:
             faults.append(f"speaker: {self.speaker.fault}")
         if self.ice_health is not None:
             faults += self.ice_health.faults()
+        if self.relay is not None:
+            faults += self.relay.faults()
         extra: dict[str, object] = {
             "camera": str(self.video.state),
             "faults": faults,
@@ -81,6 +86,8 @@ class Daemon:
             extra["warnings"] = [f"camera: {w}" for w in warnings]
         if self.audio is not None:
             extra["microphone"] = str(self.audio.state)
+        if self.relay is not None:
+            extra["relay"] = self.relay.status()
         return extra
 
     def _build(self) -> None:
@@ -158,6 +165,7 @@ class Daemon:
                 cfg.webrtc.ice_servers,
                 ice.device_urls(),
             )
+        self.relay = self._build_relay(ice)
         self.signaling = Signaling(
             topics=self.topics,
             webrtc=cfg.webrtc,
@@ -177,6 +185,7 @@ class Daemon:
             speaker=self.speaker if self.speaker.available else None,
             open_door=self._open_door if self.panel and self.panel.door else None,
             status_refresh=cfg.mqtt.status_refresh,
+            relay=self.relay,
         )
         offline = encode(self.signaling.status("offline"))
         self.link = MqttLink(
@@ -190,6 +199,43 @@ class Daemon:
             on_connect=self._on_connect,
             on_disconnect=self._on_link_lost,
         )
+
+    def _build_relay(self, ice: IceServers) -> RelayDirector | None:
+        """[relay] mode = "janus": the publisher and who watches through it."""
+        cfg = self.config
+        relay = cfg.relay
+        if not relay.enabled:
+            return None
+        assert self.video is not None
+        target = JanusTarget(
+            url=relay.url,
+            viewer_url=relay.viewer_url or relay.url,
+            room=relay.room_for(cfg.device.id),
+            create_room=relay.create_room,
+            bitrate=relay.bitrate or cfg.camera.bitrate,
+            display=cfg.device.name,
+            api_secret=cfg.read_relay_secret("api_secret_file"),
+            room_secret=cfg.read_relay_secret("room_secret_file"),
+            room_pin=cfg.read_relay_secret("room_pin_file"),
+            max_backoff=relay.max_backoff,
+        )
+        publisher = JanusPublisher(
+            target,
+            video=self.video,  # issue 14: the substream hub here once it exists
+            audio=self.audio,
+            ice_servers=ice.device_servers,  # TURN too, for an SFU across NATs
+            on_change=self._on_media_state,
+        )
+        log.info(
+            "relay: Janus %s room %d; %s viewer(s) peer-to-peer, the rest through Janus "
+            "(policy %s, publishing %s)",
+            relay.url,
+            target.room,
+            relay.p2p_viewers,
+            relay.policy,
+            relay.publish,
+        )
+        return RelayDirector(relay, publisher, self._on_media_state)
 
     def _counts(self) -> Counts:
         assert self.signaling is not None
@@ -284,6 +330,8 @@ class Daemon:
         self.signaling.start()
         if self.ice_health is not None:
             self.ice_health.start()
+        if self.relay is not None:
+            self.relay.start()
         install_test_loop_blocker(asyncio.get_running_loop())
         self.notifier.status(f"connecting to {self.config.mqtt.url}")
         watchdog_task = asyncio.create_task(self.notifier.pet_watchdog(), name="peercam-watchdog")
@@ -307,6 +355,8 @@ class Daemon:
             if self.ice_health is not None:
                 await self.ice_health.close()
             await self.signaling.close(ByeReason.SHUTDOWN)
+            if self.relay is not None:
+                await self.relay.close()
             if self.link.connected.is_set():
                 await self.link.publish(
                     self.topics.status, encode(self.signaling.status("offline")), retain=True

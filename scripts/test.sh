@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # One command for the tests: installs Mosquitto, coturn, Chromium, systemd (for
-# systemd-analyze), ShellCheck, Caddy, systemd-container and mmdebstrap (Debian packages,
-# as root or through sudo), sets up .venv, lints, builds the cached Debian rootfs the
-# booted-systemd test needs (once per machine), runs pytest.
+# systemd-analyze), ShellCheck, Caddy, Janus, systemd-container and mmdebstrap (Debian
+# packages, as root or through sudo), sets up .venv, lints, builds the cached Debian rootfs
+# the booted-systemd test needs (once per machine), runs pytest.
 # Extra arguments go to pytest (e.g. -k e2e, -m 'not slow').
 source "$(dirname "$0")/lib.sh"
-ensure_debs mosquitto coturn chromium iproute2 iptables systemd shellcheck caddy \
+ensure_debs mosquitto coturn chromium iproute2 iptables systemd shellcheck caddy janus \
     systemd-container mmdebstrap
 ensure_venv test
 cd "$ROOT"

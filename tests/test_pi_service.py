@@ -201,3 +201,19 @@ def test_install_from_a_wheelhouse_never_asks_an_index(tmp_path: Path) -> None:
         "/opt/peercam/venv/bin/pip install --quiet --disable-pip-version-check "
         f"--no-index --find-links {wheels} --upgrade {ROOT}" in done.stdout
     )
+
+
+def test_every_package_is_in_the_wheel() -> None:
+    """install-pi.sh installs a built wheel, not the editable tree tests use: a package
+    missing from pyproject's list imports here and crashes on the Pi (the booted test found
+    ``peercam.relay`` missing that way)."""
+    import tomllib
+
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(settings["packages"])
+    on_disk = set()
+    for package, folder in settings["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(ROOT / folder)
+            on_disk.add(".".join([package, *relative.parts]))
+    assert on_disk - listed == set(), "add these to [tool.setuptools] packages"

@@ -44,6 +44,14 @@ fi
 if [ -f "$UNIT" ] || systemctl list-unit-files peercam.service 2>/dev/null | grep -q peercam; then
     say "stopping and removing the service"
     run systemctl disable --now peercam.service || true
+    # With the daemon stopped, take the device out of Home Assistant (empty retained
+    # discovery configs); best effort: an unreachable broker must not stop the uninstall.
+    if [ -x "$PREFIX/venv/bin/peercam" ] && [ -f "$ETC/peercam.toml" ] \
+        && grep -Eq '^[[:space:]]*\[homeassistant\]' "$ETC/peercam.toml"; then
+        say "removing the device from Home Assistant (peercam ha-remove)"
+        run timeout 20 "$PREFIX/venv/bin/peercam" ha-remove --config "$ETC/peercam.toml" \
+            || say "warning: peercam ha-remove failed; its entities stay in Home Assistant until removed there"
+    fi
     run rm -f "$UNIT"
     run systemctl daemon-reload
     run systemctl reset-failed peercam.service || true

@@ -217,3 +217,21 @@ def test_every_package_is_in_the_wheel() -> None:
             relative = init.parent.relative_to(ROOT / folder)
             on_disk.add(".".join([package, *relative.parts]))
     assert on_disk - listed == set(), "add these to [tool.setuptools] packages"
+
+
+def test_every_dashboard_file_is_package_data() -> None:
+    """The wheel carries only the dashboard files package-data's patterns match: a new kind
+    of file (the web manifest was one) would be missing on the Pi and in `peercam dashboard`."""
+    import fnmatch
+    import tomllib
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["peercam.dashboard"]
+    served = [
+        path.name
+        for path in (ROOT / "dashboard").iterdir()
+        if path.is_file() and path.suffix not in {".py", ".pyc"}
+    ]
+    missing = [n for n in served if not any(fnmatch.fnmatch(n, p) for p in patterns)]
+    assert missing == [], "add patterns for these to [tool.setuptools.package-data]"

@@ -29,7 +29,6 @@ from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from .hub import MediaHub, Subscription
-from .keyframes import KeyframeRequestLimiter
 from .protocol import ByeReason, ErrorCode, IceCandidate, ProtocolError
 from .talkback import Speaker
 from .tracks import PassthroughTrack
@@ -133,7 +132,6 @@ class Session:
         self._tracks: list[PassthroughTrack] = []
         self._timer: asyncio.TimerHandle | None = None
         self._close_task: asyncio.Task[None] | None = None
-        self._keyframe_limiter = KeyframeRequestLimiter()  # PLI/FIR backoff per viewer
         self.state = SessionState.NEW
         self.created = time.monotonic()
         self.connected_at: float | None = None
@@ -208,7 +206,7 @@ class Session:
             else:
                 audio = pc.addTransceiver("audio", direction="recvonly")
             audio.setCodecPreferences(opus_preferences())
-        self._hook_keyframe_requests(video.sender)
+        self._hook_keyframe_requests(video.sender, video_track.subscription)
         self._hook_bandwidth_reports(video.sender, video_track.subscription)
 
         try:
@@ -351,14 +349,16 @@ class Session:
 
     # --- keyframes ----------------------------------------------------------------
 
-    def _hook_keyframe_requests(self, sender: RTCRtpSender) -> None:
-        """aiortc turns PLI/FIR into a flag for its own encoder; we have none, so ask the hub."""
+    def _hook_keyframe_requests(self, sender: RTCRtpSender, subscription: Subscription) -> None:
+        """aiortc turns PLI/FIR into a flag for its own encoder; we have none, so ask the hub.
+
+        Through the subscription, so the viewer's PLI/FIR share one back-off
+        with its join and its falling behind.
+        """
 
         def on_keyframe_request() -> None:
-            if not self._keyframe_limiter.allow(time.monotonic()):
-                return
-            self.keyframe_requests += 1
-            self._video_hub.request_keyframe(f"PLI/FIR from {self.label}")
+            if subscription.request_keyframe(f"PLI/FIR from {self.label}"):
+                self.keyframe_requests += 1
 
         sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
 

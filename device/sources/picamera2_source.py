@@ -8,7 +8,7 @@ encoded access unit on the encoder's thread and hands it to the event loop
 with ``call_soon_threadsafe`` (``FrameHandover``), untouched: the bytes the
 GPU wrote are the bytes every viewer receives.
 
-Checked against picamera2's source, 0.3.17 to 0.3.36 (see
+Checked against picamera2's source, 0.3.17 to 0.3.38 (see
 ``tests/data/picamera2_api.json``):
 
 - ``H264Encoder(bitrate, repeat, iperiod, framerate, profile)``: ``repeat``
@@ -26,8 +26,10 @@ Checked against picamera2's source, 0.3.17 to 0.3.36 (see
   ``V4L2_CID_MPEG_VIDEO_BITRATE`` on ``encoder.vd`` (hardware), or the
   libx264 context's ``bit_rate`` (software; libavcodec reconfigures x264 at
   the next frame).
-- ``Picamera2(n)`` raises a bare ``IndexError`` when camera ``n`` does not
-  exist, ``RuntimeError("Camera __init__ sequence did not complete.")``
+- ``Picamera2(n)`` raises ``RuntimeError("No camera number n found - use
+  \"rpicam-hello --list-cameras\" ...")`` when camera ``n`` does not exist
+  (0.3.37+; a bare ``IndexError`` before),
+  ``RuntimeError("Camera __init__ sequence did not complete.")``
   caused by libcamera's "Failed to acquire camera: Device or resource busy"
   when another process has it.
 """
@@ -139,9 +141,17 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
+def is_missing_camera(exc: BaseException) -> bool:
+    """``Picamera2(n)`` found no camera ``n``: a bare IndexError (up to 0.3.36) or 0.3.37's
+    ``RuntimeError("No camera number n found - use \"rpicam-hello --list-cameras\" ...")``."""
+    if isinstance(exc, IndexError):
+        return True
+    return isinstance(exc, RuntimeError) and str(exc).startswith("No camera number ")
+
+
 def describe_open_error(exc: BaseException, index: int, cameras: list[dict[str, Any]]) -> str:
     """What ``Picamera2(index)`` failing with ``exc`` means for the person at the Pi."""
-    if isinstance(exc, IndexError):
+    if is_missing_camera(exc):
         if not cameras:
             return f"no camera detected: {NO_CAMERA_HELP}"
         models = ", ".join(

@@ -1,10 +1,12 @@
 """Fake ``picamera2.picamera2``: the ``Picamera2`` class, for ``--fake-hardware`` and CI.
 
-Signatures and defaults are picamera2 0.3.36's (``tests/test_fake_picamera2``
+Signatures and defaults are picamera2 0.3.38's (``tests/test_fake_picamera2``
 compares them with the real source).  Behaviour kept from the real class:
 
-- ``Picamera2(n)`` with no camera ``n`` raises the bare ``IndexError`` of
-  ``global_camera_info()[camera_num]``; a camera another process holds
+- ``Picamera2(n)`` with no camera ``n`` raises ``RuntimeError('No camera
+  number n found - use "rpicam-hello --list-cameras" ...')`` (0.3.37+;
+  before, the bare ``IndexError`` of ``global_camera_info()[camera_num]``);
+  a camera another process holds
   raises ``RuntimeError("Camera __init__ sequence did not complete.")`` whose
   ``__cause__`` is libcamera's ``RuntimeError("Failed to acquire camera:
   Device or resource busy")``.
@@ -55,7 +57,7 @@ class Picamera2:
         return sorted(cameras, key=lambda cam: ("/usb" not in cam["Id"], cam["Id"]), reverse=True)
 
     def __init__(self, camera_num=0, verbose_console=None, tuning=None, allocator=None):
-        """Open camera ``camera_num`` (IndexError if there is none, RuntimeError if busy)."""
+        """Open camera ``camera_num`` (RuntimeError if there is none, or if it is busy)."""
         self._preview = None
         self.is_open = False
         self.started = False
@@ -65,6 +67,11 @@ class Picamera2:
         self.lock = threading.Lock()
         self._sensor: _sim.Sensor | None = None
         self._controls: dict[str, Any] = {}
+        if camera_num >= len(self.global_camera_info()):
+            raise RuntimeError(
+                f'No camera number {camera_num} found - use "rpicam-hello --list-cameras" '
+                "to check connected cameras"
+            )
         camera_num = self.global_camera_info()[camera_num]["Num"]
         self.camera_idx = camera_num
         try:

@@ -1,4 +1,4 @@
-"""H264 encoder (as picamera2 0.3.36's ``encoders/h264_encoder.py``) on the fake V4L2 device."""
+"""H264 encoder (as picamera2 0.3.38's ``encoders/h264_encoder.py``) on the fake V4L2 device."""
 
 from picamera2.encoders import Quality
 from picamera2.encoders.v4l2_encoder import V4L2Encoder

@@ -1,4 +1,4 @@
-"""Software H.264 (as picamera2 0.3.36's ``encoders/libav_h264_encoder.py``): Pi 5's encoder.
+"""Software H.264 (as picamera2 0.3.38's ``encoders/libav_h264_encoder.py``): Pi 5's encoder.
 
 The real class drives libx264 through PyAV on the camera's thread; so does
 this one, with the real one's settings (ultrafast, zerolatency, gop =

@@ -170,6 +170,10 @@ class Subscription:
     def queued(self) -> int:
         return len(self._queue)
 
+    @property
+    def hub(self) -> MediaHub:
+        return self._hub
+
     def close(self) -> None:
         if self.closed:
             return
@@ -225,6 +229,7 @@ class MediaHub:
         self.bytes_in = 0
         self.keyframes_in = 0
         self.starts = 0
+        self._recent: deque[tuple[float, int]] = deque(maxlen=256)  # (arrival, bytes)
 
     # --- consumers ------------------------------------------------------------
 
@@ -301,10 +306,20 @@ class MediaHub:
 
     # --- source side ------------------------------------------------------------
 
+    def recent_bitrate(self, window: float = 2.0) -> float | None:
+        """What the source sent over the last ``window`` seconds, bit/s (None: too little seen)."""
+        now = time.monotonic()
+        recent = [(t, n) for t, n in self._recent if now - t <= window]
+        if len(recent) < 2 or self.state is not SourceState.STREAMING:
+            return None
+        span = max(recent[-1][0] - recent[0][0], 1e-3)
+        return sum(n for _, n in recent[1:]) * 8 / span
+
     def _on_frame(self, frame: EncodedFrame) -> None:
         self._last_frame = time.monotonic()
         self.frames_in += 1
         self.bytes_in += len(frame.data)
+        self._recent.append((self._last_frame, len(frame.data)))
         if frame.keyframe:
             self.keyframes_in += 1
             self._keyframe_requested_at = None

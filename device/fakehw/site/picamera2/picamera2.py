@@ -231,6 +231,18 @@ class Picamera2:
         main["stride"] = width
         main["framesize"] = width * height * 3 // 2
         config["main"] = main
+        if config.get("lores") is not None:
+            lores = dict(config["lores"])
+            lores_w, lores_h = lores["size"]
+            if lores_w > width or lores_h > height:
+                raise RuntimeError("lores stream dimensions may not exceed main stream")
+            if self.platform == Platform.VC4 and lores["format"] not in ("YUV420", "YVU420"):
+                raise RuntimeError("lores stream must be YUV")
+            if lores["format"] not in ("YUV420", "YVU420"):
+                raise RuntimeError("the fake camera renders only YUV420 lores streams")
+            lores["stride"] = lores_w
+            lores["framesize"] = lores_w * lores_h * 3 // 2
+            config["lores"] = lores
         self.camera_config = config
         self._controls = dict(config["controls"])
         _log.info("Configuration successful!")
@@ -252,6 +264,7 @@ class Picamera2:
         width, height = self.camera_config["main"]["size"]
         duration = self._controls.get("FrameDurationLimits", (33333, 33333))[0]
         transform = self.camera_config["transform"]
+        lores = self.camera_config.get("lores")
         self._sensor = _sim.Sensor(
             index=self.camera_idx,
             model=self.camera,
@@ -261,6 +274,7 @@ class Picamera2:
             hflip=transform.hflip,
             vflip=transform.vflip,
             deliver=self._process_request,
+            lores=tuple(lores["size"]) if lores is not None else None,
         )
         self._sensor.start()
         self.started = True
@@ -274,6 +288,7 @@ class Picamera2:
                 "frame_duration_us": duration,
                 "hflip": transform.hflip,
                 "vflip": transform.vflip,
+                "lores": list(lores["size"]) if lores is not None else None,
             },
         )
         _log.info("Camera started")

@@ -40,14 +40,16 @@ class H264Encoder(V4L2Encoder):
             if self.profile.lower() not in profile_lookup:
                 raise RuntimeError("Profile " + self.profile + " not recognised")
         _sim.state().update(
-            encoder={
-                "class": "H264Encoder",
-                "hardware": True,
-                "bitrate": self.bitrate,
-                "iperiod": self.iperiod,
-                "repeat": self.repeat,
-                "profile": self.profile,
-                "framerate": self.framerate,
+            **{
+                "lores_encoder" if self.name == "lores" else "encoder": {
+                    "class": "H264Encoder",
+                    "hardware": True,
+                    "bitrate": self.bitrate,
+                    "iperiod": self.iperiod,
+                    "repeat": self.repeat,
+                    "profile": self.profile,
+                    "framerate": self.framerate,
+                }
             }
         )
         super()._start()

@@ -90,14 +90,16 @@ class LibavH264Encoder(Encoder):
         self._stream.codec_context.time_base = Fraction(1, 1000000)
         self._stream.codec_context.options["tune"] = "zerolatency"
         _sim.state().update(
-            encoder={
-                "class": "LibavH264Encoder",
-                "hardware": False,
-                "bitrate": self.bitrate,
-                "iperiod": self.iperiod,
-                "repeat": self.repeat,
-                "profile": self.profile,
-                "framerate": self.framerate,
+            **{
+                "lores_encoder" if self.name == "lores" else "encoder": {
+                    "class": "LibavH264Encoder",
+                    "hardware": False,
+                    "bitrate": self.bitrate,
+                    "iperiod": self.iperiod,
+                    "repeat": self.repeat,
+                    "profile": self.profile,
+                    "framerate": self.framerate,
+                }
             }
         )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 from enum import StrEnum
@@ -36,12 +37,17 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from .hub import MediaHub, Subscription
 from .keyframes import KeyframeRequestLimiter
+from .pacing import LinkPacer
 from .protocol import ByeReason, ErrorCode, IceCandidate, ProtocolError
 from .quality import Quality, QualityPolicy, Stream
 from .talkback import Speaker
 from .tracks import PassthroughTrack
 
 log = logging.getLogger("peercam.session")
+
+#: Benchmarks only: "1" sends to every viewer unpaced (aiortc's own behaviour),
+#: so ``bench.substream`` can show what pacing buys.  Not a config key on purpose.
+NO_PACING_ENV = "PEERCAM_BENCH_NO_PACING"
 
 H264_PROFILE = "42e01f"  # constrained baseline, level 3.1: decodes everywhere, Safari included
 MAX_REMOTE_CANDIDATES = 200  # per session (offer SDP plus trickle): browsers send a few dozen
@@ -150,6 +156,8 @@ class Session:
         self._video_track: PassthroughTrack | None = None
         #: The viewer understands ``stream`` messages (it sent ``quality``: v1.1).
         self.announce_stream = False
+        #: What this viewer's link takes bounds what is sent to it (pacing.py).
+        self.pacer = LinkPacer()
         self._connect_timeout = connect_timeout
         self._on_end = on_end
         self._on_connected = on_connected
@@ -304,6 +312,8 @@ class Session:
             await self._close_ice_directly()
             return ""
         self.state = SessionState.CONNECTING
+        if os.environ.get(NO_PACING_ENV) != "1":
+            self._install_pacer(video.sender)
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._connect_timeout, self._connect_timed_out)
         return pc.localDescription.sdp
@@ -399,6 +409,29 @@ class Session:
 
         sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
 
+    def _install_pacer(self, video_sender: RTCRtpSender) -> None:
+        """Every RTP packet of this session through its ``LinkPacer``; NACKs through its gate."""
+        transports = {}
+        for transceiver in self._pc.getTransceivers():
+            dtls = transceiver.sender.transport
+            if dtls is not None:
+                transports[id(dtls)] = dtls
+        pacer = self.pacer
+        for dtls in transports.values():
+            forward = dtls._send_rtp
+
+            async def paced(data: bytes, forward=forward) -> None:  # type: ignore[no-untyped-def]
+                await pacer.send(data, forward)
+
+            dtls._send_rtp = paced
+        retransmit = video_sender._retransmit
+
+        async def gated_retransmit(sequence_number: int) -> None:
+            if pacer.may_retransmit(sequence_number):
+                await retransmit(sequence_number)
+
+        video_sender._retransmit = gated_retransmit  # type: ignore[method-assign]
+
     def _hook_receiver_reports(self, sender: RTCRtpSender, track: PassthroughTrack) -> None:
         """The viewer's REMB and loss reports: to the hub being sent, and to the quality policy.
 
@@ -419,12 +452,14 @@ class Session:
                     if sender._ssrc in ssrcs:
                         subscription = track.subscription
                         subscription.hub.report_bandwidth(subscription, bitrate)
+                        self.pacer.on_estimate(bitrate, subscription.hub.recent_bitrate())
                         self._decide(
                             self.policy.on_estimate(bitrate, self._video_hub.recent_bitrate())
                         )
             elif isinstance(packet, RtcpRrPacket | RtcpSrPacket):
                 for report in packet.reports:
                     if report.ssrc == sender._ssrc:
+                        self.pacer.on_loss(report.fraction_lost / 256)
                         self._decide(self.policy.on_loss(report.fraction_lost / 256))
             await handle(packet)  # type: ignore[arg-type]
 
@@ -469,6 +504,7 @@ class Session:
         stream = Stream.SUB if subscription.hub is self._video_low else Stream.MAIN
         self.stream = stream
         self._switching_to = None
+        self.pacer.forget_before_switch()
         log.info("%s: now sending the %s stream", self.label, stream)
         if self._on_stream is not None:
             self._on_stream(self)

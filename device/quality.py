@@ -72,17 +72,19 @@ class QualityPolicy:
         self._last_estimate: int | None = None
         self._last_loss: float | None = None
         self._clean = 0  # loss reports in a row under loss_ok (on the substream)
+        self._probing = False  # on main because of a probe (not yet settled)
 
     def moved(self, stream: Stream) -> None:
         """The session now sends ``stream`` (its decision, or the viewer's choice)."""
         now = self._clock()
         if stream is self.stream:
             return
-        if stream is Stream.SUB and now - self._since < self.settle:
+        if stream is Stream.SUB and self._probing and now - self._since < self.settle:
             # the main stream did not hold: the next probe waits longer
             self.probe_after = min(self.probe_after * 2, self.max_probe_after)
         elif stream is Stream.SUB:
             self.probe_after = self.base_probe_after
+        self._probing = stream is Stream.MAIN and self.stream is Stream.SUB
         self.stream = stream
         self.switches += 1
         self._since = now
@@ -105,7 +107,7 @@ class QualityPolicy:
         last, self._last_estimate = self._last_estimate, bps
         if self.stream is not Stream.MAIN:
             return self._probe()
-        if self._clock() - self._since < self.settle and self.switches:
+        if self._probing and self._clock() - self._since < self.settle:
             return None  # just probed up: the estimate still describes the substream
         falling = last is not None and bps < last
         too_low = main_rate is not None and bps < self.estimate_margin * main_rate

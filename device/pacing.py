@@ -9,7 +9,8 @@ viewers, one of them on 600 kbit/s).  ``LinkPacer`` sits in front of the
 session's DTLS transport:
 
 - media leaves at most at ``rate``: the viewer's REMB estimate times
-  ``headroom``, but never below what the stream being sent needs
+  ``headroom`` (2.5, libwebrtc's pacing factor: an IDR leaves in a fraction
+  of its frame interval on a link that takes it), but never below what the stream being sent needs
   (``floor``: its measured bitrate with a margin).  Which stream fits the
   link is the quality policy's choice (quality.py); the pacer spreads an
   IDR over time instead of bursting it into a small router queue, and
@@ -45,7 +46,7 @@ class LinkPacer:
     def __init__(
         self,
         *,
-        headroom: float = 1.5,
+        headroom: float = 2.5,
         burst_seconds: float = 0.05,
         min_burst: int = 6_000,
         max_rtx_age: float = 0.5,

@@ -95,8 +95,8 @@ async def test_the_pacer_holds_media_to_its_rate_and_never_below_the_stream() ->
     assert pacer.rate is None and len(sent) == 1
     pacer.on_estimate(100_000, stream_bps=400_000)
     assert pacer.rate == 500_000  # the stream's 400 kbit/s x 1.25, not the 150 kbit/s estimate
-    pacer.on_estimate(1_000_000, stream_bps=400_000)
-    assert pacer.rate == 1_500_000
+    pacer.on_estimate(600_000, stream_bps=400_000)
+    assert pacer.rate == 1_500_000  # 2.5 x the estimate
     pacer.on_loss(0.5)
     assert pacer.rate == 1_125_000
     # a burst of 1200-byte packets must wait for the budget

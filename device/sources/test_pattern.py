@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -412,7 +413,7 @@ class Downscaler:
 class _Lores:
     """The attached substream: where its frames go, and its own IDR requests."""
 
-    def __init__(self, deliver, on_fault: FaultSink) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, deliver: Callable[[EncodedFrame], None], on_fault: FaultSink) -> None:
         self.deliver = deliver
         self.on_fault = on_fault
         self.keyframe_wanted = threading.Event()
@@ -478,7 +479,9 @@ class TestPatternSource(ThreadedSource):
 
     # ---- the substream (sources.substream.LoresTap) --------------------------
 
-    async def attach_lores(self, deliver, on_fault: FaultSink) -> None:  # type: ignore[no-untyped-def]
+    async def attach_lores(
+        self, deliver: Callable[[EncodedFrame], None], on_fault: FaultSink
+    ) -> None:
         if self.substream is None:
             raise RuntimeError("this test pattern was made without a substream")
         self._lores = _Lores(deliver, on_fault)

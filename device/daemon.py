@@ -13,12 +13,16 @@ from .call_log import CallLog
 from .calls import CallHooks, CallManager, CallState
 from .config import Config
 from .gpio import GpioPanel, mock_pin_factory, open_panel
+from .homeassistant import HomeAssistantBridge, discovery_device
+from .homeassistant import describe as describe_homeassistant
 from .hub import NO_IDR_ON_JOIN_ENV, MediaHub
 from .ice import IceServers, restrict_host_addresses
 from .ice_health import IceHealth
 from .mqtt_link import LastWill, MqttLink
 from .protocol import ByeReason, ErrorCode, ProtocolError, Topics, encode
 from .quality import QualityPolicy
+from .relay.director import RelayDirector
+from .relay.janus import JanusPublisher, JanusTarget
 from .resources import Counts, ResourceReporter, consumers_of
 from .sdnotify import Notifier, install_test_loop_blocker
 from .signaling import DeviceDescription, Signaling
@@ -52,6 +56,8 @@ class Daemon:
         self.video_low: MediaHub | None = None  # the substream, when the camera runs one
         self.audio: MediaHub | None = None
         self.ice_health: IceHealth | None = None
+        self.homeassistant: HomeAssistantBridge | None = None
+        self.relay: RelayDirector | None = None
         self.ready = asyncio.Event()
         self.notifier = Notifier()  # systemd Type=notify; does nothing outside systemd
 
@@ -71,11 +77,14 @@ class Daemon:
             faults.append(f"speaker: {self.speaker.fault}")
         if self.ice_health is not None:
             faults += self.ice_health.faults()
+        if self.relay is not None:
+            faults += self.relay.faults()
         extra: dict[str, object] = {
             "camera": str(self.video.state),
             "faults": faults,
             "button": self.panel is not None,
             "door": self.panel is not None and self.panel.door is not None,
+            "call_state": str(self.calls.state) if self.calls is not None else "idle",
             "replies": self.speaker.replies() if self.speaker is not None else [],
         }
         source = self.video.source
@@ -86,6 +95,8 @@ class Daemon:
         extra["substream"] = self._substream_status()
         if self.audio is not None:
             extra["microphone"] = str(self.audio.state)
+        if self.relay is not None:
+            extra["relay"] = self.relay.status()
         return extra
 
     def _substream_status(self) -> dict[str, object] | None:
@@ -171,7 +182,7 @@ class Daemon:
                 indicate=self._indicate,
                 hold_media=self.video.hold,
                 release_media=self.video.release,
-                snapshot=lambda: take_snapshot(self.video),
+                snapshot=self._take_snapshot,
                 hang_up=self._hang_up,
             ),
             CallLog(
@@ -181,7 +192,7 @@ class Daemon:
         self.panel, why = open_panel(
             cfg.gpio,
             asyncio.get_running_loop(),
-            on_press=self.calls.press,
+            on_press=self._on_press,
             on_stuck=self._on_button_stuck,
             pin_factory=self.pin_factory,
         )
@@ -203,6 +214,7 @@ class Daemon:
                 cfg.webrtc.ice_servers,
                 ice.device_urls(),
             )
+        self.relay = self._build_relay(ice)
         self.signaling = Signaling(
             topics=self.topics,
             webrtc=cfg.webrtc,
@@ -229,19 +241,86 @@ class Daemon:
             speaker=self.speaker if self.speaker.available else None,
             open_door=self._open_door if self.panel and self.panel.door else None,
             status_refresh=cfg.mqtt.status_refresh,
+            relay=self.relay,
         )
+        self._build_homeassistant()
         offline = encode(self.signaling.status("offline"))
         self.link = MqttLink(
             cfg.mqtt,
             client_id=f"peercam-{cfg.device.id}",
             password=cfg.read_mqtt_password(),
             will=LastWill(self.topics.status, offline),
-            subscriptions=[self.topics.inbox_filter],
+            subscriptions=[self.topics.inbox_filter, *self.homeassistant.subscriptions],
             ignore_retained=True,
-            on_message=self.signaling.on_message,
+            retained_ok=self.homeassistant.subscriptions,  # a retained birth message counts
+            on_message=self._on_message,
             on_connect=self._on_connect,
             on_disconnect=self._on_link_lost,
         )
+
+    def _build_homeassistant(self) -> None:
+        cfg = self.config
+        ha = cfg.homeassistant
+        door = self.panel is not None and self.panel.door is not None
+        device = discovery_device(cfg, door=door)
+        if ha.enabled and door and ha.user not in cfg.gpio.door_openers:
+            log.info(
+                "Home Assistant gets no open-door button: %r is not in [gpio] door_openers",
+                ha.user,
+            )
+        self.homeassistant = HomeAssistantBridge(ha, device, self._publish)
+        if self.calls is not None:
+            self.homeassistant.remember_snapshot(self.calls.log.latest_snapshot())
+        log.info("%s", describe_homeassistant(ha, device))
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        assert self.signaling is not None and self.homeassistant is not None
+        if not self.homeassistant.on_message(topic, payload):
+            self.signaling.on_message(topic, payload)
+
+    async def _take_snapshot(self) -> bytes | None:
+        assert self.video is not None
+        jpeg = await take_snapshot(self.video)
+        if jpeg is not None and self.homeassistant is not None:
+            self.homeassistant.snapshot(jpeg)  # queued: the call log publishes its copy now
+        return jpeg
+
+    def _build_relay(self, ice: IceServers) -> RelayDirector | None:
+        """[relay] mode = "janus": the publisher and who watches through it."""
+        cfg = self.config
+        relay = cfg.relay
+        if not relay.enabled:
+            return None
+        assert self.video is not None
+        target = JanusTarget(
+            url=relay.url,
+            viewer_url=relay.viewer_url or relay.url,
+            room=relay.room_for(cfg.device.id),
+            create_room=relay.create_room,
+            bitrate=relay.bitrate or cfg.camera.bitrate,
+            display=cfg.device.name,
+            api_secret=cfg.read_relay_secret("api_secret_file"),
+            room_secret=cfg.read_relay_secret("room_secret_file"),
+            room_pin=cfg.read_relay_secret("room_pin_file"),
+            max_backoff=relay.max_backoff,
+        )
+        publisher = JanusPublisher(
+            target,
+            video=self.video,  # issue 14: the substream hub here once it exists
+            audio=self.audio,
+            ice_servers=ice.device_servers,  # TURN too, for an SFU across NATs
+            on_change=self._on_media_state,
+        )
+        log.info(
+            "relay: Janus %s room %d; %s viewer(s) peer-to-peer, the rest through Janus "
+            "(policy %s, publishing %s)",
+            relay.url,
+            target.room,
+            relay.p2p_viewers,
+            relay.policy,
+            relay.publish,
+        )
+        return RelayDirector(relay, publisher, self._on_media_state)
 
     def _counts(self) -> Counts:
         assert self.signaling is not None
@@ -268,8 +347,15 @@ class Daemon:
         """Ring as if the button were pressed (SIGUSR1 with fake hardware; the demo's ring)."""
         if self.panel is not None and self.panel.simulate_press():
             return  # through the mock pin, like a finger would
-        if self.calls is not None:
-            self.calls.press()
+        self._on_press()
+
+    def _on_press(self) -> None:
+        """A press (the pin, SIGUSR1 or the demo): the call machine, then Home Assistant."""
+        if self.calls is None:
+            return
+        if self.calls.press() in ("ring", "again") and self.homeassistant is not None:
+            # every counted press fires the doorbell event, also while the call rings
+            self.homeassistant.fire("ring", call=self.calls.call, at=round(time.time(), 3))
 
     async def _publish_event(self, message: dict[str, object]) -> bool:
         return await self._publish(self.topics.events, encode(message), False)
@@ -300,7 +386,18 @@ class Daemon:
                 ErrorCode.UNAUTHORIZED,
                 f"viewer {viewer!r} may not open the door (not in [gpio] door_openers)",
             )
-        if self.calls is None or not self.calls.is_answering(viewer):
+        ha = self.config.homeassistant
+        if ha.enabled and viewer == ha.user:
+            # Home Assistant cannot be in a call itself: it may open only while a call
+            # is answered by a viewer who may open the door (docs/home-assistant.md).
+            answerer = self.calls.answering_viewer() if self.calls is not None else None
+            if answerer is None or answerer not in gpio.door_openers:
+                raise ProtocolError(
+                    ErrorCode.UNAUTHORIZED,
+                    "Home Assistant opens the door only during a call answered by a viewer "
+                    "in [gpio] door_openers",
+                )
+        elif self.calls is None or not self.calls.is_answering(viewer):
             raise ProtocolError(
                 ErrorCode.UNAUTHORIZED, "the door opens only for the viewer in the current call"
             )
@@ -319,6 +416,8 @@ class Daemon:
     async def _on_connect(self) -> None:
         assert self.signaling is not None
         await self.signaling.publish_status()
+        if self.homeassistant is not None:
+            self.homeassistant.connected()  # queued for its own task
         if self.calls is not None:
             await self.calls.log.republish_all()
         online = f"online: device {self.config.device.id!r} on {self.config.mqtt.url}"
@@ -338,8 +437,12 @@ class Daemon:
         self._build()
         assert self.link is not None and self.signaling is not None and self.video is not None
         self.signaling.start()
+        assert self.homeassistant is not None
+        self.homeassistant.start()
         if self.ice_health is not None:
             self.ice_health.start()
+        if self.relay is not None:
+            self.relay.start()
         install_test_loop_blocker(asyncio.get_running_loop())
         self.notifier.status(f"connecting to {self.config.mqtt.url}")
         watchdog_task = asyncio.create_task(self.notifier.pet_watchdog(), name="peercam-watchdog")
@@ -363,6 +466,10 @@ class Daemon:
             if self.ice_health is not None:
                 await self.ice_health.close()
             await self.signaling.close(ByeReason.SHUTDOWN)
+            if self.homeassistant is not None:
+                await self.homeassistant.close()
+            if self.relay is not None:
+                await self.relay.close()
             if self.link.connected.is_set():
                 await self.link.publish(
                     self.topics.status, encode(self.signaling.status("offline")), retain=True

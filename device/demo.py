@@ -54,21 +54,33 @@ def dashboard_dir() -> Path:
         return DASHBOARD_DIR
 
 
-def host_networks_for(host: str) -> list[str]:
-    """ICE host candidates the demo offers: only the address the page is served on.
+#: Every IPv4 address of the machine, 127.0.0.1 included (ICE's own default leaves
+#: loopback out), and its global and unique-local IPv6 addresses (not ::1).
+ALL_ADDRESSES = ["0.0.0.0/0", "2000::/3", "fc00::/7"]
 
-    Loopback (the default) keeps the whole demo on this machine; a specific
-    address keeps candidates to it; a wildcard bind (0.0.0.0, to watch from a
-    phone) offers every non-loopback address.
+
+def host_networks_for(host: str) -> list[str]:
+    """ICE host candidates the demo offers, for the address the page is served on.
+
+    A browser as people run it never pairs with a remote 127.0.0.1 (and hides
+    its own addresses behind mDNS names), so on the default loopback bind the
+    demo offers the machine's other addresses too: the browser on this
+    machine reaches one of them, the device learns the browser's address from
+    its checks, and the broker that carries the answer is reachable from this
+    machine only, so the addresses go nowhere else.  127.0.0.1 stays for
+    Python viewers (``tests/viewer.py``, the benchmarks).  A wildcard bind
+    (``--host 0.0.0.0``, to watch from a phone) offers the same; a specific
+    address offers only that address.  A machine with no address but
+    loopback gives a browser no path: the dashboard says so.
     """
     if host == "localhost":
-        return ["127.0.0.1/32"]
+        return list(ALL_ADDRESSES)
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
         return []  # another host name: let ICE offer the machine's addresses
-    if ip.is_unspecified:
-        return []
+    if ip.is_unspecified or ip.is_loopback:
+        return list(ALL_ADDRESSES)
     return [f"{ip}/{ip.max_prefixlen}"]
 
 
@@ -82,7 +94,13 @@ def _is_loopback(host: str) -> bool:
 
 
 def demo_config(
-    mqtt_url: str, *, host: str = "127.0.0.1", width: int = 1280, height: int = 720, fps: int = 30
+    mqtt_url: str,
+    *,
+    host: str = "127.0.0.1",
+    width: int = 1280,
+    height: int = 720,
+    fps: int = 30,
+    homeassistant_url: str | None = None,
 ) -> Config:
     """The daemon configuration of the demo; raises ConfigError on a bad size or rate."""
     data: dict[str, Any] = {
@@ -104,6 +122,8 @@ def demo_config(
         "audio": {"source": "none"},
         "webrtc": {"max_viewers": 4, "ice_servers": [], "host_networks": host_networks_for(host)},
     }
+    if homeassistant_url is not None:  # --homeassistant: discovery on, the page as its link
+        data["homeassistant"] = {"enabled": True, "dashboard_url": homeassistant_url}
     return config_from_dict(data, source_path="<peercam demo>")
 
 
@@ -151,6 +171,7 @@ async def run_demo(
     width: int = 1280,
     height: int = 720,
     fps: int = 30,
+    homeassistant: bool = False,
 ) -> None:
     """Run broker + daemon + web page until ``stop`` is set (or the task is cancelled).
 
@@ -198,7 +219,14 @@ async def run_demo(
             page_config(browser_broker_url(broker)), indent=2
         ).encode()
 
-        config = demo_config(broker.tcp_url, host=host, width=width, height=height, fps=fps)
+        config = demo_config(
+            broker.tcp_url,
+            host=host,
+            width=width,
+            height=height,
+            fps=fps,
+            homeassistant_url=web.url if homeassistant else None,
+        )
         daemon = Daemon(config, fake_hardware=True)
 
         async def ring() -> dict[str, object]:
@@ -215,6 +243,13 @@ async def run_demo(
             f"peercam demo: open {web.url} in a browser (Ctrl+C to stop)",
             flush=True,
         )
+        if homeassistant:
+            print(
+                f"peercam demo: Home Assistant: add the MQTT integration with broker "
+                f"{host}, port {broker.tcp_port}, "
+                "no user name (this demo broker is open to anyone who reaches it)",
+                flush=True,
+            )
         if open_browser:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(webbrowser.open, web.url)

@@ -27,46 +27,54 @@ async def run(args: argparse.Namespace) -> None:
     viewer = Viewer(
         args.broker, device=args.device, viewer_id=args.viewer, host_networks=[args.network]
     )
-    async with viewer:
-        watch = await viewer.watch(timeout=30, quality=args.quality)
-        stream: dict[str, object] = {}
-
-        async def follow_stream() -> None:
-            while True:
-                message = await viewer.next_message("stream", session=watch.id, timeout=3600)
-                stream.update(message)
-
-        async def commands() -> None:
-            loop = asyncio.get_running_loop()
-            reader = asyncio.StreamReader()
-            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-            while line := await reader.readline():
-                words = line.decode().split()
-                if len(words) == 2 and words[0] == "quality":
-                    await viewer.send({"type": "quality", "session": watch.id, "quality": words[1]})
-
-        tasks = [asyncio.create_task(follow_stream()), asyncio.create_task(commands())]
-        t0 = time.monotonic()
-        try:
-            while (now := time.monotonic() - t0) < args.seconds:
-                sizes = {f"{w}x{h}": n for (w, h), n in watch.frame_sizes.items()}
-                report = {
-                    "t": round(now, 3),
-                    "frames": watch.frames,
-                    "sizes": sizes,
-                    "keyframes": len(watch.keyframes),
-                    "stream": stream.get("stream"),
-                    "state": watch.connection_state,
-                }
-                print(json.dumps(report), flush=True)
-                await asyncio.sleep(0.5)
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+    # generous: this process starts inside a namespace on a loaded machine
+    await viewer.connect(timeout=30)
+    try:
+        await watch_and_report(viewer, args)
+    finally:
+        await viewer.close()
     print(json.dumps({"event": "done"}), flush=True)
+
+
+async def watch_and_report(viewer: Viewer, args: argparse.Namespace) -> None:
+    watch = await viewer.watch(timeout=30, quality=args.quality)
+    stream: dict[str, object] = {}
+
+    async def follow_stream() -> None:
+        while True:
+            message = await viewer.next_message("stream", session=watch.id, timeout=3600)
+            stream.update(message)
+
+    async def commands() -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        while line := await reader.readline():
+            words = line.decode().split()
+            if len(words) == 2 and words[0] == "quality":
+                await viewer.send({"type": "quality", "session": watch.id, "quality": words[1]})
+
+    tasks = [asyncio.create_task(follow_stream()), asyncio.create_task(commands())]
+    t0 = time.monotonic()
+    try:
+        while (now := time.monotonic() - t0) < args.seconds:
+            sizes = {f"{w}x{h}": n for (w, h), n in watch.frame_sizes.items()}
+            report = {
+                "t": round(now, 3),
+                "frames": watch.frames,
+                "sizes": sizes,
+                "keyframes": len(watch.keyframes),
+                "stream": stream.get("stream"),
+                "state": watch.connection_state,
+            }
+            print(json.dumps(report), flush=True)
+            await asyncio.sleep(0.5)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
 
 def main() -> None:

@@ -120,6 +120,15 @@ class Offer:
     session: str
     sdp: str
     call: str | None = None
+    quality: str | None = None  # v1.1: "auto", "high" or "low"; None = not sent (auto)
+
+
+@dataclass(frozen=True, slots=True)
+class QualityChoice:
+    """v1.1: the viewer picks the stream it gets (``auto``, ``high``, ``low``)."""
+
+    session: str
+    quality: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +182,16 @@ class PushUnsubscribe:
 
 
 ViewerMessage = (
-    Hello | Offer | Candidate | Bye | Decline | Reply | Open | PushSubscribe | PushUnsubscribe
+    Hello
+    | Offer
+    | Candidate
+    | Bye
+    | Decline
+    | Reply
+    | Open
+    | PushSubscribe
+    | PushUnsubscribe
+    | QualityChoice
 )
 
 DEVICE_TYPES = frozenset(
@@ -188,8 +206,10 @@ DEVICE_TYPES = frozenset(
         "calls",
         "push-subscribed",
         "push-unsubscribed",
+        "stream",
     }
 )
+QUALITIES = ("auto", "high", "low")
 MAX_SDP = 60_000
 MAX_CANDIDATE = 1_024
 
@@ -253,6 +273,17 @@ def _call_id(obj: dict[str, Any], name: str, session: str | None) -> str:
             ErrorCode.BAD_REQUEST, f"field {name!r} must match ^[A-Za-z0-9_-]{{8,64}}$", session
         )
     return call
+
+
+def _quality(obj: dict[str, Any], session: str) -> str:
+    quality = _field(obj, "quality", str, session=session)
+    if quality not in QUALITIES:
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST,
+            f"field 'quality' must be one of {', '.join(QUALITIES)}, not {_clip(repr(quality))}",
+            session,
+        )
+    return quality
 
 
 def _parse_candidate(obj: dict[str, Any], session: str) -> IceCandidate | None:
@@ -328,7 +359,11 @@ def parse_viewer_message(payload: bytes) -> ViewerMessage:
                 ErrorCode.BAD_REQUEST, "field 'sdp' is not a session description", session
             )
         call = _call_id(obj, "call", session) if obj.get("call") is not None else None
-        return Offer(session=session, sdp=sdp, call=call)
+        quality = _quality(obj, session) if obj.get("quality") is not None else None
+        return Offer(session=session, sdp=sdp, call=call, quality=quality)
+    if kind == "quality":
+        session = _session_id(obj)
+        return QualityChoice(session=session, quality=_quality(obj, session))
     if kind == "candidate":
         session = _session_id(obj)
         return Candidate(session=session, candidate=_parse_candidate(obj, session))

@@ -674,6 +674,7 @@ class Viewer:
         timeout: float = 15.0,
         call: str | None = None,
         send_audio: MediaStreamTrack | None = None,
+        quality: str | None = None,
     ) -> WatchSession:
         """hello → welcome → offer → answer; returns the session with media flowing in.
 
@@ -685,6 +686,7 @@ class Viewer:
             timeout: bound for each reply.
             call: answer this call (the offer carries ``call``).
             send_audio: a track to send (talkback): the audio m-line becomes sendrecv.
+            quality: v1.1 ``quality`` in the offer ("auto", "high", "low").
 
         Raises SignalingError when the device answers with ``error``.
         """
@@ -723,6 +725,8 @@ class Viewer:
             offer: Message = {"type": "offer", "session": sid, "sdp": watch.offer_sdp}
             if call is not None:
                 offer["call"] = call
+            if quality is not None:
+                offer["quality"] = quality
             await self.send(offer)
             if end_of_candidates:
                 await self.send({"type": "candidate", "session": sid, "candidate": None})

@@ -8,7 +8,7 @@ encoded access unit on the encoder's thread and hands it to the event loop
 with ``call_soon_threadsafe`` (``FrameHandover``), untouched: the bytes the
 GPU wrote are the bytes every viewer receives.
 
-Checked against picamera2's source, 0.3.17 to 0.3.36 (see
+Checked against picamera2's source, 0.3.17 to 0.3.38 (see
 ``tests/data/picamera2_api.json``):
 
 - ``H264Encoder(bitrate, repeat, iperiod, framerate, profile)``: ``repeat``
@@ -26,8 +26,10 @@ Checked against picamera2's source, 0.3.17 to 0.3.36 (see
   ``V4L2_CID_MPEG_VIDEO_BITRATE`` on ``encoder.vd`` (hardware), or the
   libx264 context's ``bit_rate`` (software; libavcodec reconfigures x264 at
   the next frame).
-- ``Picamera2(n)`` raises a bare ``IndexError`` when camera ``n`` does not
-  exist, ``RuntimeError("Camera __init__ sequence did not complete.")``
+- ``Picamera2(n)`` raises ``RuntimeError("No camera number n found - use
+  \"rpicam-hello --list-cameras\" ...")`` when camera ``n`` does not exist
+  (0.3.37+; a bare ``IndexError`` before),
+  ``RuntimeError("Camera __init__ sequence did not complete.")``
   caused by libcamera's "Failed to acquire camera: Device or resource busy"
   when another process has it.
 """
@@ -35,6 +37,7 @@ Checked against picamera2's source, 0.3.17 to 0.3.36 (see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 import importlib
@@ -51,6 +54,7 @@ from ..media import EncodedFrame, FaultSink, FrameSink, VideoInfo
 from ..threads import in_thread
 from . import h264, v4l2
 from .factory import SourceUnavailable
+from .substream import SubstreamSpec
 
 log = logging.getLogger("peercam.camera")
 
@@ -139,9 +143,17 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
+def is_missing_camera(exc: BaseException) -> bool:
+    """``Picamera2(n)`` found no camera ``n``: a bare IndexError (up to 0.3.36) or 0.3.37's
+    ``RuntimeError("No camera number n found - use \"rpicam-hello --list-cameras\" ...")``."""
+    if isinstance(exc, IndexError):
+        return True
+    return isinstance(exc, RuntimeError) and str(exc).startswith("No camera number ")
+
+
 def describe_open_error(exc: BaseException, index: int, cameras: list[dict[str, Any]]) -> str:
     """What ``Picamera2(index)`` failing with ``exc`` means for the person at the Pi."""
-    if isinstance(exc, IndexError):
+    if is_missing_camera(exc):
         if not cameras:
             return f"no camera detected: {NO_CAMERA_HELP}"
         models = ", ".join(
@@ -271,6 +283,16 @@ class _Run:
     encoder: Any
     handover: FrameHandover
     model: str
+    lores_encoder: Any = None
+    lores_handover: FrameHandover | None = None
+
+
+@dataclass
+class _LoresTap:
+    """The attached substream: where its frames go (kept across camera restarts)."""
+
+    deliver: Callable[[EncodedFrame], None]
+    on_fault: FaultSink
 
 
 class Picamera2Source:
@@ -281,11 +303,18 @@ class Picamera2Source:
         "the camera stopped delivering: ribbon cable loose or unplugged, or encoder stalled"
     )
 
-    def __init__(self, cfg: CameraConfig, api: Picamera2Api) -> None:
+    def __init__(
+        self, cfg: CameraConfig, api: Picamera2Api, substream: SubstreamSpec | None = None
+    ) -> None:
         self.cfg = cfg
         self.api = api
+        #: The ``lores`` stream's second encoder (None: no substream configured).
+        self.substream = substream
+        self._lores: _LoresTap | None = None
+        self._lores_generation = 0
         self.info = VideoInfo(codec="H264", width=cfg.width, height=cfg.height, fps=cfg.fps)
         self.encoder_kind = "software" if api.software_encoder else "hardware"
+        self.lores_encoder_kind = self.encoder_kind
         self.warnings: list[str] = []
         if api.software_encoder:
             self.warnings.append(
@@ -373,6 +402,9 @@ class Picamera2Source:
         except BaseException:
             self._close_camera(camera)
             raise
+        run = _Run(camera=camera, encoder=encoder, handover=handover, model=model)
+        if self._lores is not None:
+            self._start_lores(run)
         log.info(
             "camera %s (index %d) %dx%d@%d, %s H.264 encoder%s, %d kbit/s, IDR every %d frames%s",
             model,
@@ -386,15 +418,19 @@ class Picamera2Source:
             cfg.keyframe_interval,
             ", fake camera (--fake-hardware)" if api.fake else "",
         )
-        return _Run(camera=camera, encoder=encoder, handover=handover, model=model)
+        return run
 
     def _configure(self, camera: Any, model: str) -> None:
         cfg = self.cfg
         duration = round(1_000_000 / cfg.fps)
         try:
             transform = self.api.Transform(rotation=cfg.rotation, hflip=cfg.hflip, vflip=cfg.vflip)
+            lores = None
+            if self.substream is not None:
+                lores = {"size": (self.substream.width, self.substream.height), "format": "YUV420"}
             config = camera.create_video_configuration(
                 main={"size": (cfg.width, cfg.height), "format": "YUV420"},
+                lores=lores,
                 transform=transform,
                 controls={"FrameDurationLimits": (duration, duration)},
             )
@@ -421,13 +457,13 @@ class Picamera2Source:
                 cfg.height,
             )
 
-    def _make_encoder(self) -> Any:
+    def _make_encoder(self, bitrate: int | None = None, iperiod: int | None = None) -> Any:
         cfg = self.cfg
         try:
             return self.api.H264Encoder(
-                bitrate=cfg.bitrate,
+                bitrate=bitrate or cfg.bitrate,
                 repeat=True,
-                iperiod=cfg.keyframe_interval,
+                iperiod=iperiod or cfg.keyframe_interval,
                 framerate=cfg.fps,
                 profile="baseline",
             )
@@ -436,6 +472,79 @@ class Picamera2Source:
                 f"picamera2 {self.api.version} is too old: its H264Encoder cannot choose the "
                 f"baseline profile ({exc}); browsers may show nothing. Upgrade: {UPGRADE_HELP}"
             ) from None
+
+    # --- the substream: a second encoder on the lores stream (sources.substream.LoresTap) ---
+
+    async def attach_lores(
+        self, deliver: Callable[[EncodedFrame], None], on_fault: FaultSink
+    ) -> None:
+        """Encode the lores stream too, now if the camera runs, else from its next start."""
+        if self.substream is None:
+            raise CameraError("this camera source was configured without a substream")
+        self._lores = _LoresTap(deliver, on_fault)
+        run = self._run
+        if run is not None and run.lores_encoder is None:
+            await in_thread(self._start_lores, run, name="peercam-lores-start")
+
+    async def detach_lores(self) -> None:
+        self._lores = None
+        self._lores_generation += 1
+        run = self._run
+        if run is None or run.lores_encoder is None:
+            return
+        encoder, run.lores_encoder = run.lores_encoder, None
+        if run.lores_handover is not None:
+            run.lores_handover.close()
+        try:
+            await asyncio.wait_for(
+                in_thread(run.camera.stop_encoder, encoder, name="peercam-lores-stop"),
+                STOP_TIMEOUT,
+            )
+        except Exception as exc:
+            log.warning(
+                "camera: the substream encoder did not stop cleanly: %s", exc or type(exc).__name__
+            )
+
+    def _start_lores(self, run: _Run) -> None:
+        """On a worker thread: a second H264Encoder on the running camera's lores stream."""
+        spec = self.substream
+        assert spec is not None
+        handover = FrameHandover(
+            run.handover._loop,
+            self._deliver_lores,
+            generation=self._lores_generation,
+            pts_base=run.handover.next_pts,
+            frame_interval_us=self.frame_interval_us,
+        )
+        encoder = self._make_encoder(spec.bitrate, spec.keyframe_interval)
+        output = hub_output_class(self.api.Output)(handover)
+        try:
+            run.camera.start_encoder(encoder, output, name="lores")
+        except Exception as exc:
+            handover.close()
+            raise CameraError(
+                f"camera {run.model}: the substream encoder did not start: "
+                f"{exc or type(exc).__name__}"
+            ) from None
+        run.lores_encoder, run.lores_handover = encoder, handover
+
+    def _deliver_lores(self, generation: int, frame: EncodedFrame) -> None:
+        lores = self._lores
+        if generation == self._lores_generation and lores is not None and self._run is not None:
+            lores.deliver(frame)
+
+    def request_lores_keyframe(self) -> None:
+        run = self._run
+        if run is None or run.lores_encoder is None:
+            return
+        if hasattr(run.lores_encoder, "force_key_frame"):
+            run.lores_encoder.force_key_frame()
+            return
+        device = v4l2.device_of(run.lores_encoder)
+        if device is not None:
+            # refused: said once for the main encoder; the substream's periodic IDR follows
+            with contextlib.suppress(OSError):
+                v4l2.set_control(device, v4l2.V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME, 1)
 
     def _close_late_run(self, run: _Run) -> None:
         """On the worker thread: the camera opened after its start was given up."""
@@ -464,6 +573,9 @@ class Picamera2Source:
         if run is None:
             return
         run.handover.close()
+        self._lores_generation += 1  # lores frames of this run still queued are dropped
+        if run.lores_handover is not None:
+            run.lores_handover.close()
         self._next_pts = run.handover.next_pts
         try:
             await asyncio.wait_for(
@@ -599,7 +711,21 @@ class Picamera2Source:
 def make_picamera2_source(cfg: CameraConfig) -> Picamera2Source:
     """The configured camera source; SourceUnavailable if picamera2 is not installed."""
     api = load_picamera2()
-    source = Picamera2Source(cfg, api)
+    wanted, warning = cfg.substream_wanted(api.software_encoder)
+    spec = (
+        SubstreamSpec(
+            cfg.substream_width,
+            cfg.substream_height,
+            cfg.substream_bitrate,
+            cfg.substream_iperiod,
+        )
+        if wanted
+        else None
+    )
+    source = Picamera2Source(cfg, api, spec)
+    if warning is not None:
+        source.warnings.append(warning)
+        source._say_once("substream", logging.WARNING, "camera: %s", warning)
     if api.software_encoder:
         source._say_once("software", logging.WARNING, "camera: %s", source.warnings[0])
     return source

@@ -31,7 +31,7 @@ import av
 import numpy as np
 
 from peercam.fakehw import control as ctl
-from peercam.sources.test_pattern import PatternRenderer
+from peercam.sources.test_pattern import Downscaler, PatternRenderer
 
 _log = logging.getLogger("picamera2.fake")
 
@@ -182,8 +182,11 @@ class Sensor:
         hflip: bool,
         vflip: bool,
         deliver: Callable[[FakeRequest], None],
+        lores: tuple[int, int] | None = None,
     ) -> None:
         self.index = index
+        #: The ISP's second output: the same picture, smaller (None: not configured).
+        self._lores = Downscaler(width, height, *lores) if lores is not None else None
         self.model = model
         self.width, self.height = width, height
         self.period = max(frame_duration_us, 1000) / 1_000_000
@@ -228,7 +231,10 @@ class Sensor:
             if why is None:
                 picture = self._renderer.render(slot * self.period, time.time_ns() // 1000)
                 array = _flip(picture, self.width, self.height, self.hflip, self.vflip)
-                self._deliver(FakeRequest({"main": array}, time.monotonic_ns()))
+                arrays = {"main": array}
+                if self._lores is not None:
+                    arrays["lores"] = self._lores.scale(array).copy()
+                self._deliver(FakeRequest(arrays, time.monotonic_ns()))
                 self.frames += 1
             slot += 1
 

@@ -61,5 +61,34 @@ if [ -n "$PYVER" ]; then
     [ -n "$PLATFORM" ] || { echo "pi-wheels.sh: --python-version needs --platform" >&2; exit 2; }
 fi
 mkdir -p "$DEST"
-"$PYTHON" -m pip download "${args[@]}" "${REQS[@]}"
-echo "wheelhouse $DEST: $(find "$DEST" -name '*.whl' | wc -l) wheels" >&2
+# A pure-Python package published only as a source archive (http-ece is one) has no
+# wheel to download for another platform: build its wheel here (py3-none-any works on
+# the Pi too) and let the download find it in $DEST. Bounded: one build per package.
+args+=(--find-links "$DEST")
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+for _ in 1 2 3 4 5 6 7 8; do
+    if "$PYTHON" -m pip download "${args[@]}" "${REQS[@]}" 2>"$log"; then
+        echo "wheelhouse $DEST: $(find "$DEST" -name '*.whl' | wc -l) wheels" >&2
+        exit 0
+    fi
+    missing="$(sed -nE 's/.*No matching distribution found for ([^ ]+).*/\1/p' "$log" | head -n 1)"
+    name="${missing%%[<>=!~;\[ ]*}"
+    if [ -z "$name" ] || compgen -G "$DEST/$(echo "$name" | tr '-' '_')-*-none-any.whl" >/dev/null \
+        || compgen -G "$DEST/$name-*-none-any.whl" >/dev/null; then
+        cat "$log" >&2
+        echo "pi-wheels.sh: no wheel for ${missing:-a requirement} that works on $PLATFORM" >&2
+        exit 1
+    fi
+    echo "pi-wheels.sh: $missing has no wheel to download: building it here (pure Python)" >&2
+    "$PYTHON" -m pip wheel --no-deps --disable-pip-version-check --quiet -w "$DEST" "$missing"
+    built="$(find "$DEST" -iname "$(echo "$name" | tr '-' '_')-*.whl" -o -iname "$name-*.whl" | head -n 1)"
+    case "$built" in
+        *-none-any.whl) ;;
+        *) echo "pi-wheels.sh: $missing is not pure Python (built ${built:-nothing}); build its wheel on a Pi" >&2
+           exit 1 ;;
+    esac
+done
+cat "$log" >&2
+echo "pi-wheels.sh: gave up after 8 packages without wheels" >&2
+exit 1

@@ -121,7 +121,11 @@ def page_url(lan: LanLab, viewer: str = "alice") -> str:
 
 
 async def open_dashboard(browser: Any, lan: LanLab) -> tuple[Any, Any]:
-    context = await browser.new_context()
+    # Service workers blocked: Playwright's request interception (which serves the page here,
+    # so no server runs outside the namespaces) cannot serve a service worker's script, and
+    # Chromium logs that failed fetch as an error. These tests are about ICE; the worker
+    # (notifications, offline shell) is tested where a real server serves the page.
+    context = await browser.new_context(service_workers="block")
     page = await context.new_page()
     log = watch_console(page)
     await page.add_init_script(INIT)

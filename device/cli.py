@@ -314,9 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="address to serve on (default 127.0.0.1; 0.0.0.0 lets a phone on your LAN watch)",
     )
     demo.add_argument("--port", type=int, default=8080, help="web page port (default 8080)")
-    demo.add_argument("--width", type=int, default=1280)
-    demo.add_argument("--height", type=int, default=720)
-    demo.add_argument("--fps", type=int, default=30)
+    demo.add_argument(
+        "--width", type=int, default=1280, help="test picture width in pixels (default 1280)"
+    )
+    demo.add_argument(
+        "--height", type=int, default=720, help="test picture height in pixels (default 720)"
+    )
+    demo.add_argument("--fps", type=int, default=30, help="frames per second (default 30)")
     demo.add_argument(
         "--homeassistant",
         action="store_true",

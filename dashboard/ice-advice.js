@@ -42,7 +42,7 @@ export function noPathAdvice(answerSdp, pageHost = "") {
     const here = LOOPBACK.test(pageHost) || pageHost === "localhost";
     return here
       ? `No network path to the device: it offers only its loopback address (${shown}), which this browser does not use for video. Give the device a network address ([webrtc] host_networks, e.g. your LAN) or a TURN server.`
-      : `No network path to the device: it offers only its loopback address (${shown}), which only its own machine can reach. Set [webrtc] host_networks to its LAN (for the demo: --host 0.0.0.0), or configure a TURN server.`;
+      : `No network path to the device: it offers only its loopback address (${shown}), which only its own machine can reach. Set [webrtc] host_networks to its LAN, or configure a TURN server.`;
   }
   if (relays.length) {
     return `No network path to the device, not even through its TURN relay (${relays[0].address}): this network may block UDP and TCP to it. Try another network, or allow the TURN server's ports.`;

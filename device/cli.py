@@ -28,7 +28,7 @@ commands:
   peercam provision --help              enrol devices and viewers, generate broker files
 
 The config file is TOML; see peercam.example.toml and docs/configuration.md.
-Signaling follows PROTOCOL.md (version {PROTOCOL_VERSION}) over MQTT.
+Signaling follows docs/PROTOCOL.md (version 1.1; messages carry "v": {PROTOCOL_VERSION}) over MQTT.
 """
 
 
@@ -205,6 +205,19 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return _run_until_signal(main)
 
 
+# -v is accepted before the command (`peercam -vv run`) and after it (`peercam run -vv`).
+# The command's own -v counts into another name: argparse copies a subparser's defaults
+# over the main parser's values, so a shared `verbose` with default 0 would erase the -vv
+# given before the command. main() adds the two.
+VERBOSE_FLAGS = ("-v", "--verbose")
+VERBOSE_AFTER_COMMAND: dict[str, Any] = {
+    "dest": "verbose_after_command",
+    "action": "count",
+    "default": 0,
+    "help": argparse.SUPPRESS,
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="peercam",
@@ -242,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=FAKE_HARDWARE_HELP + "; GPIO pins are gpiozero mocks and SIGUSR1 presses the "
         "call button",
     )
-    run.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
+    run.add_argument(*VERBOSE_FLAGS, **VERBOSE_AFTER_COMMAND)
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser(
@@ -258,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_CONFIG,
         help=f"TOML config file (default {DEFAULT_CONFIG})",
     )
-    check.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
+    check.add_argument(*VERBOSE_FLAGS, **VERBOSE_AFTER_COMMAND)
     check.add_argument("--fake-hardware", action="store_true", help=FAKE_HARDWARE_HELP)
     check.add_argument(
         "--notify",
@@ -283,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_CONFIG,
         help=f"TOML config file (default {DEFAULT_CONFIG})",
     )
-    ha_remove.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
+    ha_remove.add_argument(*VERBOSE_FLAGS, **VERBOSE_AFTER_COMMAND)
     ha_remove.set_defaults(func=cmd_ha_remove)
 
     demo = sub.add_parser(
@@ -301,16 +314,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="address to serve on (default 127.0.0.1; 0.0.0.0 lets a phone on your LAN watch)",
     )
     demo.add_argument("--port", type=int, default=8080, help="web page port (default 8080)")
-    demo.add_argument("--width", type=int, default=1280)
-    demo.add_argument("--height", type=int, default=720)
-    demo.add_argument("--fps", type=int, default=30)
+    demo.add_argument(
+        "--width", type=int, default=1280, help="test picture width in pixels (default 1280)"
+    )
+    demo.add_argument(
+        "--height", type=int, default=720, help="test picture height in pixels (default 720)"
+    )
+    demo.add_argument("--fps", type=int, default=30, help="frames per second (default 30)")
     demo.add_argument(
         "--homeassistant",
         action="store_true",
         help="publish Home Assistant MQTT discovery (off by default): point Home Assistant's "
         "MQTT integration at the printed broker and the demo doorbell appears there",
     )
-    demo.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
+    demo.add_argument(*VERBOSE_FLAGS, **VERBOSE_AFTER_COMMAND)
     demo.set_defaults(func=cmd_demo)
 
     dash = sub.add_parser(
@@ -328,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="prefill the sign-in form with this broker, e.g. wss://broker.example:8084/mqtt",
     )
     dash.add_argument("--prefix", default="peercam", help="MQTT topic prefix (default peercam)")
-    dash.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
+    dash.add_argument(*VERBOSE_FLAGS, **VERBOSE_AFTER_COMMAND)
     dash.set_defaults(func=cmd_dashboard)
 
     from .provisioning.cli import register as register_provision
@@ -343,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    args.verbose += getattr(args, "verbose_after_command", 0)
     setup_logging(args.verbose)
     return int(args.func(args))
 

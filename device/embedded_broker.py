@@ -66,6 +66,7 @@ from amqtt.plugins.base import BasePlugin
 from amqtt.session import Session
 from websockets import ConnectionClosed
 from websockets.asyncio.server import ServerConnection
+from websockets.protocol import State
 
 log = logging.getLogger("peercam.embedded_broker")
 
@@ -239,6 +240,13 @@ class _WebSocketsWriter(WebSocketsWriter):
     """
 
     async def drain(self) -> None:
+        # A WebSocket already closing (the tab sent its close frame) would make
+        # websockets wait for the TCP connection to end before raising; amqtt's
+        # reader loop ends meanwhile and cancels the task that is writing, which
+        # escaped as "Task exception was never retrieved ... Packet handling was
+        # cancelled" with two tracebacks.  Say "gone" at once instead.
+        if self._protocol.state is not State.OPEN:
+            raise ConnectionResetError(f"WebSocket {self._protocol.state.name.lower()}")
         try:
             await super().drain()
         except ConnectionClosed as exc:

@@ -241,6 +241,11 @@ def _json_name(kind: type) -> str:
     return _JSON_NAMES.get(kind, kind.__name__)
 
 
+def _a(noun: str) -> str:
+    """``noun`` with its article: "a string", "an object", "an integer"."""
+    return f"an {noun}" if noun[:1] in "aeiou" else f"a {noun}"
+
+
 def _field(obj: dict[str, Any], name: str, kind: type, *, session: str | None) -> Any:
     if name not in obj:
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"field {name!r} is missing", session)
@@ -248,7 +253,7 @@ def _field(obj: dict[str, Any], name: str, kind: type, *, session: str | None) -
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ProtocolError(
             ErrorCode.BAD_REQUEST,
-            f"field {name!r} must be a {_json_name(kind)}, got {_json_name(type(value))}",
+            f"field {name!r} must be {_a(_json_name(kind))}, got {_json_name(type(value))}",
             session,
         )
     return value

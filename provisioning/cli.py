@@ -586,6 +586,10 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     ha = sub.add_parser(
         "homeassistant",
         help="Home Assistant's MQTT user (discovery: the doorbell appears there by itself)",
+        description="Give Home Assistant its own MQTT user with exactly the ACL it needs: "
+        "its discovery prefix, each device's status, doorbell events and ring snapshot, and "
+        "an inbox for the Open door button. Then run export and install-broker.sh; "
+        "docs/home-assistant.md shows the rest.",
         **common,
     )
     hsub = ha.add_subparsers(dest="homeassistant_command", metavar="ACTION")
@@ -624,7 +628,13 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     _with_func(lst, cmd_list)
 
     exp = sub.add_parser(
-        "export", help="write Mosquitto, coturn and device files from the registry", **common
+        "export",
+        help="write Mosquitto, coturn and device files from the registry",
+        description="Write, inside the registry folder, everything derived from it: "
+        "Mosquitto's password file, ACL and listeners, coturn's config, every device's bundle "
+        "(devices/<id>/) and install-broker.sh, which puts them in place on the broker host. "
+        "Run it again after every change (viewer add, grant, revoke, homeassistant, …).",
+        **common,
     )
     exp.add_argument(
         "--dashboard",

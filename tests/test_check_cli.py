@@ -52,3 +52,26 @@ def test_check_fails_on_an_unreadable_reply_file(
     assert "[ok] GPIO: disabled in the config" in done.stdout
     assert f"[FAIL] quick reply 'coming': cannot read {tmp_path}/missing.wav" in done.stdout
     assert "1 check(s) failed" in done.stdout
+
+
+def test_verbose_counts_before_and_after_the_command(monkeypatch: Any) -> None:
+    """`peercam -vv run` and `peercam run -vv` both reach the log set-up as -vv.
+
+    argparse copies a subcommand's defaults over the main parser's values, so a -v
+    declared on both with the same name lost the one given before the command.
+    """
+    from peercam import cli
+
+    seen: list[int] = []
+    monkeypatch.setattr(cli, "setup_logging", seen.append)
+    monkeypatch.setattr(cli, "cmd_run", lambda args: 0)
+    monkeypatch.setattr(cli, "cmd_dashboard", lambda args: 0)
+    for argv, want in (
+        (["-vv", "run"], 2),
+        (["run", "-vv"], 2),
+        (["-v", "run", "-v"], 2),
+        (["run"], 0),
+        (["-v", "dashboard"], 1),
+    ):
+        assert cli.main(argv) == 0, argv
+        assert seen.pop() == want, argv

@@ -16,8 +16,10 @@ from .gpio import GpioPanel, mock_pin_factory, open_panel
 from .hub import NO_IDR_ON_JOIN_ENV, MediaHub
 from .ice import IceServers, restrict_host_addresses
 from .ice_health import IceHealth
+from .motion import MotionDetector
 from .mqtt_link import LastWill, MqttLink
 from .protocol import ByeReason, ErrorCode, ProtocolError, Topics, encode
+from .recording.recorder import Recorder
 from .resources import Counts, ResourceReporter, consumers_of
 from .sdnotify import Notifier, install_test_loop_blocker
 from .signaling import DeviceDescription, Signaling
@@ -50,6 +52,10 @@ class Daemon:
         self.video: MediaHub | None = None
         self.audio: MediaHub | None = None
         self.ice_health: IceHealth | None = None
+        self.recorder: Recorder | None = None
+        self.motion: MotionDetector | None = None
+        self._motion_fault: str | None = None
+        self._event_tasks: set[asyncio.Future[bool]] = set()
         self.ready = asyncio.Event()
         self.notifier = Notifier()  # systemd Type=notify; does nothing outside systemd
 
@@ -67,6 +73,10 @@ class Daemon:
             faults.append(f"speaker: {self.speaker.fault}")
         if self.ice_health is not None:
             faults += self.ice_health.faults()
+        if self.recorder is not None and self.recorder.fault:
+            faults.append(f"recording: {self.recorder.fault}")
+        if self._motion_fault:
+            faults.append(f"motion: {self._motion_fault}")
         extra: dict[str, object] = {
             "camera": str(self.video.state),
             "faults": faults,
@@ -81,6 +91,10 @@ class Daemon:
             extra["warnings"] = [f"camera: {w}" for w in warnings]
         if self.audio is not None:
             extra["microphone"] = str(self.audio.state)
+        if self.recorder is not None:
+            extra["recording"] = self.recorder.status()
+        if self.motion is not None:
+            extra["motion"] = self.motion.active
         return extra
 
     def _build(self) -> None:
@@ -116,6 +130,7 @@ class Daemon:
                 on_state_change=on_change,
                 fault_level=logging.WARNING,  # a missing microphone degrades, video goes on
             )
+        self._build_events(video_info)
         self.speaker = Speaker(cfg.talkback)
         self.speaker.start()
         self.calls = CallManager(
@@ -191,6 +206,86 @@ class Daemon:
             on_disconnect=self._on_link_lost,
         )
 
+    def _build_events(self, video_info: Any) -> None:
+        """Clips with pre-roll and motion detection, each only when configured."""
+        cfg = self.config
+        assert self.video is not None
+        if cfg.recording.enabled:
+            self.recorder = Recorder(
+                cfg.recording,
+                video=self.video,
+                audio=self.audio,
+                info=video_info,
+                bitrate=cfg.camera.bitrate,
+                topics=self.topics,
+                publish=self._publish,
+                on_change=self._on_media_state,
+            )
+        if not cfg.motion.enabled:
+            return
+        follow = getattr(self.video.source, "set_motion_sink", None)
+        if follow is None:
+            self._motion_fault = (
+                f"not available with [camera] source = {cfg.camera.source!r} "
+                "(needs a small luma picture from the camera)"
+            )
+            log.error("motion detection %s", self._motion_fault)
+            return
+        self.motion = MotionDetector(
+            cfg.motion,
+            on_start=self._motion_started,
+            on_end=self._motion_ended,
+            on_moving=self._motion_going_on,
+        )
+        follow(self.motion.feed, fps=cfg.motion.fps, width=cfg.motion.width)
+        log.info(
+            "motion detection on (%d pictures/s, %d px wide): the camera keeps running while "
+            "nobody watches",
+            cfg.motion.fps,
+            cfg.motion.width,
+        )
+        self.video.hold()  # released by Hub.close at shutdown
+
+    def _motion_started(self) -> None:
+        at = round(time.time(), 3)
+        clip = self.recorder.trigger("motion") if self.recorder is not None else None
+        log.info("motion started%s", f" (clip {clip})" if clip else "")
+        event: dict[str, object] = {"type": "motion", "state": "start", "at": at}
+        if clip:
+            event["clip"] = clip
+        self._spawn_event(event)
+        self._on_media_state()
+
+    def _motion_going_on(self) -> None:
+        if self.recorder is not None:
+            self.recorder.extend()
+
+    def _motion_ended(self, seconds: float) -> None:
+        log.info("motion ended after %.1f s", seconds)
+        event = {"type": "motion", "state": "end", "at": round(time.time(), 3)}
+        event["duration"] = round(seconds, 1)
+        self._spawn_event(event)
+        self._on_media_state()
+
+    def _spawn_event(self, event: dict[str, object]) -> None:
+        task = asyncio.ensure_future(self._publish_event(event))
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
+
+    def walk_visitor(self) -> None:
+        """SIGUSR2 with fake hardware, ``[motion] visitor_every``: a scripted visitor."""
+        walk = getattr(self.video.source, "walk_visitor", None) if self.video else None
+        if walk is None:
+            log.warning("this camera cannot script a visitor (test pattern only)")
+            return
+        log.info("a scripted visitor walks through the picture")
+        walk()
+
+    async def _visitors(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            self.walk_visitor()
+
     def _counts(self) -> Counts:
         assert self.signaling is not None
         sessions, handshakes, closing, inboxes = self.signaling.counts()
@@ -216,6 +311,14 @@ class Daemon:
             self.calls.press()
 
     async def _publish_event(self, message: dict[str, object]) -> bool:
+        if self.recorder is not None:
+            kind, call = message.get("type"), message.get("call")
+            if kind == "call" and isinstance(call, str):
+                clip = self.recorder.trigger("ring", call=call)
+                if clip:
+                    message = {**message, "clip": clip}
+            elif kind == "call-ended" and isinstance(call, str):
+                self.recorder.call_ended(call, str(message.get("reason")))
         return await self._publish(self.topics.events, encode(message), False)
 
     def _indicate(self, state: CallState) -> None:
@@ -265,6 +368,8 @@ class Daemon:
         await self.signaling.publish_status()
         if self.calls is not None:
             await self.calls.log.republish_all()
+        if self.recorder is not None:
+            await self.recorder.republish_all()
         online = f"online: device {self.config.device.id!r} on {self.config.mqtt.url}"
         if self.ready.is_set():
             self.notifier.status(online)
@@ -290,6 +395,11 @@ class Daemon:
         link_task = asyncio.create_task(self.link.run(), name="peercam-mqtt")
         stop_task = asyncio.create_task(stop.wait(), name="peercam-stop")
         helpers = [stop_task]
+        if self.recorder is not None:
+            await self.recorder.start()
+        if self.motion is not None and self.config.motion.visitor_every > 0:
+            visitors = self._visitors(self.config.motion.visitor_every)
+            helpers.append(asyncio.create_task(visitors, name="peercam-visitors"))
         if self.config.diagnostics.resources_every > 0:
             reporter = ResourceReporter(self.config.diagnostics.resources_every, self._counts)
             helpers.append(asyncio.create_task(reporter.run(), name="peercam-resources"))
@@ -307,6 +417,8 @@ class Daemon:
             if self.ice_health is not None:
                 await self.ice_health.close()
             await self.signaling.close(ByeReason.SHUTDOWN)
+            if self.recorder is not None:
+                await self.recorder.close()
             if self.link.connected.is_set():
                 await self.link.publish(
                     self.topics.status, encode(self.signaling.status("offline")), retain=True

@@ -1,0 +1,299 @@
+"""Motion and event clips end to end: the real daemon (in this process), real Mosquitto, real files.
+
+The camera is the test pattern's ``doorway`` scene, where nothing moves until a
+scripted visitor (a person-sized block) walks through; clips are decoded
+completely with PyAV.  The storage faults use a small tmpfs this test mounts
+(root only; CI runs as root).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import av
+import pytest
+from av.video.frame import PictureType
+
+from peercam.config import config_from_dict
+from peercam.daemon import Daemon
+from tests.daemon_proc import default_config, merge_config
+from tests.mosquitto import MosquittoBroker
+from tests.viewer import ViewerFactory
+from tests.waiting import wait_until
+
+FPS, KEYINT = 30, 30  # one IDR a second
+PREROLL, POSTROLL = 2.0, 2.0
+
+
+@dataclass
+class Door:
+    daemon: Daemon
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+    clips: Path
+    events: list[dict[str, Any]] = field(default_factory=list)
+    retained: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def recorder(self) -> Any:
+        assert self.daemon.recorder is not None
+        return self.daemon.recorder
+
+    def motion_events(self, state: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("type") == "motion" and e.get("state") == state]
+
+    def history(self) -> list[dict[str, Any]]:
+        raw = self.retained.get("peercam/frontdoor/clips")
+        return json.loads(raw)["clips"] if raw else []
+
+    async def ring_filled(self) -> None:
+        ring = self.recorder.ring
+        await wait_until(
+            lambda: len(ring.video) > 1 and ring.video[-1].at - ring.video[0].at >= PREROLL,
+            "the pre-roll ring holds the pre-roll",
+            timeout=20,
+        )
+
+
+StartDoor = Callable[..., Awaitable[Door]]
+
+
+@pytest.fixture
+async def door_factory(mosquitto: MosquittoBroker, tmp_path: Path) -> AsyncIterator[StartDoor]:
+    doors: list[Door] = []
+    listeners: list[asyncio.Task[None]] = []
+
+    async def listen(door: Door, ready: asyncio.Event) -> None:
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            await client.subscribe("peercam/frontdoor/#", qos=1)
+            ready.set()
+            async for message in client.messages:
+                topic = str(message.topic)
+                payload = bytes(message.payload)  # type: ignore[arg-type]
+                if topic.endswith("/events"):
+                    door.events.append(json.loads(payload))
+                elif message.retain or topic.endswith("/clips") or "/thumb/" in topic:
+                    door.retained[topic] = payload
+
+    async def start(clips: Path | None = None, **overrides: Any) -> Door:
+        clips = clips or tmp_path / "clips"
+        base = merge_config(
+            default_config(mosquitto.url, device="frontdoor"),
+            {
+                "camera": {"fps": FPS, "keyframe_interval": KEYINT, "pattern": "doorway"},
+                "motion": {"enabled": True, "fps": 10, "quiet": 1.5, "min_interval": 60},
+                "recording": {
+                    "enabled": True,
+                    "dir": str(clips),
+                    "preroll": PREROLL,
+                    "postroll": POSTROLL,
+                    "max_clip": 20,
+                    "min_free_mb": 0.25,
+                },
+                "gpio": {"enabled": False},
+                "call": {"ring_timeout": 2},
+            },
+        )
+        config = config_from_dict(merge_config(base, overrides))
+        daemon = Daemon(config)
+        stop = asyncio.Event()
+        door = Door(daemon, stop, asyncio.create_task(daemon.run(stop)), clips)
+        doors.append(door)
+        subscribed = asyncio.Event()
+        listeners.append(asyncio.create_task(listen(door, subscribed)))
+        await asyncio.wait_for(subscribed.wait(), 10)
+        ready = asyncio.create_task(daemon.ready.wait())
+        await asyncio.wait({ready, door.task}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
+        if door.task.done():
+            door.task.result()
+        assert ready.done(), "the daemon did not come online within 20 s"
+        return door
+
+    yield start
+    for door in doors:
+        door.stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(door.task, 20)
+    for task in listeners:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await task
+
+
+def decode_all(path: Path) -> dict[str, Any]:
+    """Decode every packet of a clip; what a player would see."""
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        has_audio = bool(container.streams.audio)
+        frames = [
+            (bool(f.key_frame), PictureType(f.pict_type).name) for f in container.decode(video)
+        ]
+        duration = float(video.duration * video.time_base) if video.duration else 0.0
+    audio_frames = 0
+    if has_audio:
+        with av.open(str(path)) as container:
+            audio_frames = sum(1 for _ in container.decode(audio=0))
+    return {"frames": frames, "duration": duration, "audio_frames": audio_frames}
+
+
+async def test_scripted_visitor_makes_one_motion_event_and_a_clip_with_preroll(
+    door_factory: StartDoor,
+) -> None:
+    door = await door_factory(audio={"source": "test-tone"})
+    await door.ring_filled()
+    assert door.daemon.motion is not None and not door.daemon.motion.active
+    assert door.motion_events("start") == [], "the still doorway scene must not move"
+
+    door.daemon.walk_visitor()
+    await wait_until(lambda: door.motion_events("end"), "motion start and end", timeout=20)
+    await wait_until(lambda: door.history(), "the clip in the retained history", timeout=20)
+
+    # one visit is one event, not a flood
+    starts, ends = door.motion_events("start"), door.motion_events("end")
+    assert len(starts) == 1 and len(ends) == 1, door.events
+    assert door.daemon.motion.events == 1
+    [entry] = door.history()
+    assert entry["reason"] == "motion" and starts[0]["clip"] == entry["id"]
+    assert entry["audio"] is True
+
+    # pre-roll: from the IDR at or before event - preroll (one IDR a second)
+    lead = entry["at"] - entry["start"]
+    assert PREROLL - 0.1 <= lead <= PREROLL + KEYINT / FPS + 0.2, entry
+    # post-roll: the clip runs on past the last movement, so past event + preroll + postroll
+    assert entry["duration"] >= lead + POSTROLL, entry
+
+    mp4 = door.clips / f"{entry['id']}.mp4"
+    decoded = decode_all(mp4)
+    frames = decoded["frames"]
+    assert frames[0] == (True, "I"), "a clip starts on an IDR"
+    assert abs(len(frames) - entry["duration"] * FPS) <= 2, (len(frames), entry)
+    assert abs(decoded["duration"] - entry["duration"]) < 0.1
+    # 20 ms Opus packets over (nearly) the whole clip
+    assert decoded["audio_frames"] >= (entry["duration"] - 0.5) * 50, decoded["audio_frames"]
+    jpeg = door.retained[f"peercam/frontdoor/thumb/{entry['id']}"]
+    assert jpeg[:2] == b"\xff\xd8"
+    assert (door.clips / f"{entry['id']}.jpg").read_bytes() == jpeg
+
+
+async def test_ring_with_nobody_watching_records_a_missed_clip(door_factory: StartDoor) -> None:
+    door = await door_factory(motion={"enabled": False})
+    await door.ring_filled()
+    assert door.daemon.video is not None and door.daemon.video.consumers == 0
+    assert door.daemon.calls is not None
+    door.daemon.calls.press()
+    await wait_until(
+        lambda: door.history() and door.history()[0]["reason"] == "missed",
+        "the ring's clip listed as missed",
+        timeout=20,
+    )
+    [entry] = door.history()
+    call = next(e for e in door.events if e.get("type") == "call")
+    assert entry["call"] == call["call"] and call["clip"] == entry["id"]
+    frames = decode_all(door.clips / f"{entry['id']}.mp4")["frames"]
+    assert frames[0][0] and len(frames) >= (PREROLL + POSTROLL) * FPS - 2
+    index = json.loads((door.clips / "clips.json").read_text())
+    assert [c["id"] for c in index["clips"]] == [entry["id"]]
+
+
+# --- storage faults ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Any:
+    """A 3 MiB tmpfs mounted for the test."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs the suite as root)")
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+async def remount(mnt: Path, mode: str) -> None:
+    proc = await asyncio.create_subprocess_exec("mount", "-o", f"remount,{mode}", str(mnt))
+    assert await proc.wait() == 0, f"remount {mode} failed"
+
+
+def recording_fault(status: dict[str, Any] | None) -> str:
+    return next((f for f in (status or {}).get("faults", []) if f.startswith("recording:")), "")
+
+
+async def test_full_readonly_and_vanished_disk_pause_recording_live_goes_on(
+    door_factory: StartDoor,
+    small_disk: Path,
+    viewer_factory: ViewerFactory,
+    mosquitto: MosquittoBroker,
+) -> None:
+    clips = small_disk / "clips"
+    door = await door_factory(clips=clips, motion={"enabled": False})
+    await door.ring_filled()
+    recorder = door.recorder
+    viewer = await viewer_factory(mosquitto, "alice")
+    watch = await viewer.watch()
+    await watch.wait_frames(10)
+
+    async def clip_listed(n: int) -> None:
+        await wait_until(lambda: len(door.history()) == n, f"{n} clip(s) listed", timeout=20)
+
+    # a disk with room: a clip
+    recorder.trigger("manual")
+    await clip_listed(1)
+
+    # disk full (another program filled it): the event is lost, live goes on
+    filler = small_disk / "filler"
+    with contextlib.suppress(OSError), filler.open("wb") as f:
+        while True:
+            f.write(b"\0" * 65536)
+    await wait_until(lambda: recorder.fault is not None, "a full disk noticed", timeout=10)
+    assert "disk full" in recorder.fault
+    assert recorder.trigger("manual") is None
+    status = await viewer.wait_status(state="online")
+    await wait_until(
+        lambda: "disk full" in recording_fault(viewer.status), "fault in status", timeout=10
+    )
+    assert status is not None
+    frames = watch.frames
+    await watch.wait_more_frames(30)
+    assert watch.frames > frames
+
+    # space returns: recording resumes by itself
+    filler.unlink()
+    await wait_until(lambda: recorder.fault is None, "recording resumed", timeout=15)
+    await wait_until(lambda: not recording_fault(viewer.status), "status clear", timeout=10)
+    recorder.trigger("manual")
+    await clip_listed(2)
+
+    # read-only file system
+    await remount(small_disk, "ro")
+    await wait_until(lambda: recorder.fault is not None, "read-only noticed", timeout=10)
+    assert "read-only" in recorder.fault
+    await remount(small_disk, "rw")
+    await wait_until(lambda: recorder.fault is None, "recording resumed (rw)", timeout=15)
+
+    # the folder vanishes (a USB disk unmounted): never recreated behind the user's back
+    for path in clips.iterdir():
+        path.unlink()
+    clips.rmdir()
+    await wait_until(lambda: recorder.fault is not None, "vanished folder noticed", timeout=10)
+    assert "vanished" in recorder.fault
+    await asyncio.sleep(1)
+    assert not clips.exists()
+    clips.mkdir()
+    await wait_until(lambda: recorder.fault is None, "recording resumed (folder back)", timeout=15)
+    recorder.trigger("manual")
+    await wait_until(lambda: any(clips.glob("*.mp4")), "a clip in the new folder", timeout=20)
+
+    await watch.wait_more_frames(30)
+    assert watch.connection_state == "connected"

@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import secrets
+import stat
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -131,9 +132,9 @@ class ClipStore:
     def check(self, need: int = 0) -> None:
         """Raise StorageFault unless a clip of ``need`` bytes can be written now."""
         folder = self.folder
-        if not folder.is_dir():
-            raise StorageFault(f"the clip folder {folder} has vanished (disk unmounted?)")
         try:
+            if not stat.S_ISDIR(os.stat(folder).st_mode):
+                raise StorageFault(f"{folder} is not a folder")
             st = os.statvfs(folder)
         except OSError as exc:
             raise StorageFault(describe_os_error(exc, folder)) from None

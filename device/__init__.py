@@ -3,5 +3,5 @@
 Hardware H.264 passthrough to WebRTC viewers, signaled over MQTT.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 PROTOCOL_VERSION = 1

@@ -1,7 +1,6 @@
 """Mosquitto files from the registry: the password file, the ACL, the listener snippet.
 
-The ACL is PROTOCOL.md's trust model written down (plus the call topics of
-docs/protocol-notes.md):
+The ACL is PROTOCOL.md's trust model written down (v1.1, with its call topics):
 
 - a device reads only ``{prefix}/{device}/in/+`` and writes only under
   ``{prefix}/{device}/`` (status and its last will, events, out, calls, snapshot);

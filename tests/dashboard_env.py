@@ -1,7 +1,7 @@
 """What the dashboard tests share: a Mosquitto with passwords, an ACL and a WebSockets
 listener; the dashboard served over HTTP; Chromium pages that record console errors.
 
-The ACL follows PROTOCOL.md (and the call topics of docs/protocol-notes.md): a
+The ACL follows PROTOCOL.md (v1.1, with the call topics): a
 device reads and writes everything under ``peercam/{device}/``; a viewer reads
 ``status``, ``events``, ``calls``, ``snapshot/#`` and its own ``out`` topic of
 the devices it was granted, and writes only its own ``in`` topic.

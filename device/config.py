@@ -361,6 +361,10 @@ class RecordingConfig(_Section):
     min_free_mb: Annotated[float, Field(ge=0, le=1_000_000)] = 16.0
     #: Entries in the retained ``clips`` history.
     history: Annotated[int, Field(ge=1, le=200)] = 50
+    #: Clips played back at once, all viewers together (each holds its clip in memory).
+    max_playbacks: Annotated[int, Field(ge=0, le=16)] = 2
+    #: Viewers who may delete clips (others get ``unauthorized``).
+    deleters: list[Annotated[str, Field(pattern=ID_PATTERN)]] = []
 
     @model_validator(mode="after")
     def _fits(self) -> RecordingConfig:

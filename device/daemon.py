@@ -192,6 +192,7 @@ class Daemon:
             speaker=self.speaker if self.speaker.available else None,
             open_door=self._open_door if self.panel and self.panel.door else None,
             status_refresh=cfg.mqtt.status_refresh,
+            clips=self.recorder,
         )
         offline = encode(self.signaling.status("offline"))
         self.link = MqttLink(

@@ -31,6 +31,8 @@ class ErrorCode(StrEnum):
     INTERNAL = "internal"
     #: peercam addition: the viewer may not do that (e.g. open the door).
     UNAUTHORIZED = "unauthorized"
+    #: peercam addition (v1.1, clips): no such clip (never recorded, or deleted).
+    UNKNOWN_CLIP = "unknown-clip"
 
 
 class ByeReason(StrEnum):
@@ -112,6 +114,7 @@ class Offer:
     session: str
     sdp: str
     call: str | None = None
+    clip: str | None = None  # v1.1: play this recorded clip instead of live video
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,10 +153,23 @@ class Open:
     """peercam addition: pulse the door strike (answering viewer, if allowed)."""
 
 
-ViewerMessage = Hello | Offer | Candidate | Bye | Decline | Reply | Open
+@dataclass(frozen=True, slots=True)
+class Record:
+    """peercam addition (v1.1): record a clip now (reason ``manual``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteClip:
+    """peercam addition (v1.1): delete a recorded clip (viewers allowed to)."""
+
+    clip: str
+
+
+ViewerMessage = Hello | Offer | Candidate | Bye | Decline | Reply | Open | Record | DeleteClip
 
 DEVICE_TYPES = frozenset(
-    {"welcome", "answer", "error", "status", "call", "call-ended", "opened", "calls"}
+    {"welcome", "answer", "error", "status", "call", "call-ended", "opened", "calls", "clips"}
+    | {"motion", "recorded"}
 )
 MAX_SDP = 60_000
 MAX_CANDIDATE = 1_024
@@ -293,7 +309,12 @@ def parse_viewer_message(payload: bytes) -> ViewerMessage:
                 ErrorCode.BAD_REQUEST, "field 'sdp' is not a session description", session
             )
         call = _call_id(obj, "call", session) if obj.get("call") is not None else None
-        return Offer(session=session, sdp=sdp, call=call)
+        clip = _call_id(obj, "clip", session) if obj.get("clip") is not None else None
+        if call is not None and clip is not None:
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST, "an offer answers a call or plays a clip, not both", session
+            )
+        return Offer(session=session, sdp=sdp, call=call, clip=clip)
     if kind == "candidate":
         session = _session_id(obj)
         return Candidate(session=session, candidate=_parse_candidate(obj, session))
@@ -312,6 +333,10 @@ def parse_viewer_message(payload: bytes) -> ViewerMessage:
         return Reply(reply=reply)
     if kind == "open":
         return Open()
+    if kind == "record":
+        return Record()
+    if kind == "delete-clip":
+        return DeleteClip(clip=_call_id(obj, "clip", hint))
     if kind in DEVICE_TYPES:
         raise ProtocolError(
             ErrorCode.UNSUPPORTED, f"type {kind!r} is sent by devices, not viewers", hint

@@ -31,6 +31,7 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp
 from .hub import MediaHub, Subscription
 from .keyframes import KeyframeRequestLimiter
 from .protocol import ByeReason, ErrorCode, IceCandidate, ProtocolError
+from .recording.playback import ClipPlayer
 from .talkback import Speaker
 from .tracks import PassthroughTrack
 
@@ -118,6 +119,7 @@ class Session:
         on_end: Callable[[Session, ByeReason | None], None],
         on_connected: Callable[[Session], None] | None = None,
         speaker: Speaker | None = None,
+        playback: ClipPlayer | None = None,
     ) -> None:
         self.viewer = viewer
         self.id = session_id
@@ -142,6 +144,10 @@ class Session:
         self._resolving: set[asyncio.Task[None]] = set()  # mDNS candidates being resolved
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._pc.on("track", self._on_track)
+        #: v1.1: a clip played instead of live (``video``/``audio`` are its feeds).
+        self.playback = playback
+        if playback is not None:
+            self._pc.on("datachannel", self._on_datachannel)
 
     @property
     def closed(self) -> bool:
@@ -351,6 +357,10 @@ class Session:
 
     # --- keyframes ----------------------------------------------------------------
 
+    def _on_datachannel(self, channel: object) -> None:
+        if self.playback is not None and getattr(channel, "label", "") == "playback":
+            self.playback.attach(channel)
+
     def _hook_keyframe_requests(self, sender: RTCRtpSender) -> None:
         """aiortc turns PLI/FIR into a flag for its own encoder; we have none, so ask the hub."""
 
@@ -465,6 +475,8 @@ class Session:
                 self._timer.cancel()
             for track in self._tracks:
                 track.stop()
+            if self.playback is not None:
+                self.playback.close()
             if self._talkback_task is not None:
                 self._talkback_task.cancel()
             for task in self._resolving:

@@ -28,11 +28,13 @@ from .protocol import (
     ByeReason,
     Candidate,
     Decline,
+    DeleteClip,
     ErrorCode,
     Hello,
     Offer,
     Open,
     ProtocolError,
+    Record,
     Reply,
     Topics,
     ViewerMessage,
@@ -41,6 +43,8 @@ from .protocol import (
     error_message,
     parse_viewer_message,
 )
+from .recording.playback import ClipPlayer
+from .recording.recorder import Recorder
 from .session import Session
 from .talkback import Speaker
 from .tasks import wait_tasks
@@ -107,6 +111,7 @@ class Signaling:
         speaker: Speaker | None = None,
         open_door: Callable[[str], Awaitable[None]] | None = None,
         status_refresh: float = 0.0,
+        clips: Recorder | None = None,
     ) -> None:
         self.topics = topics
         self.webrtc = webrtc
@@ -132,6 +137,7 @@ class Signaling:
         self.speaker = speaker
         self._open_door = open_door
         self._status_refresh = status_refresh  # seconds; 0 = publish on changes only
+        self.clips = clips  # v1.1: recorded clips (record, delete-clip, offers with clip)
 
     @property
     def call(self) -> str | None:
@@ -244,6 +250,20 @@ class Signaling:
                 if self._open_door is None:
                     raise ProtocolError(ErrorCode.UNSUPPORTED, "this device has no door strike")
                 await self._open_door(viewer)
+            case Record():
+                clip = self._recorder().record(viewer)
+                await self._send(viewer, {"type": "recorded", "clip": clip})
+            case DeleteClip(clip=clip):
+                await self._recorder().delete_for(viewer, clip)
+
+    def _recorder(self, session: str | None = None) -> Recorder:
+        if self.clips is None:
+            raise ProtocolError(
+                ErrorCode.UNSUPPORTED,
+                "this device records no clips ([recording] enabled = false)",
+                session,
+            )
+        return self.clips
 
     def _reply(self, viewer: str, reply: str) -> None:
         if self.speaker is None or not self.speaker.available:
@@ -314,6 +334,20 @@ class Signaling:
         return int(len(self._viewer_sessions(viewer)) >= self.webrtc.max_sessions_per_viewer)
 
     async def _offer(self, viewer: str, offer: Offer) -> None:
+        if offer.clip is not None:
+            # v1.1: play a recorded clip (bounded by [recording] max_playbacks; the
+            # clip is loaded before the slot checks below, which must not await)
+            player = await self._recorder(offer.session).open_player(offer.clip, offer.session)
+            try:
+                await self._offer_media(viewer, offer, player)
+            finally:
+                session = self.sessions.get((viewer, offer.session))
+                if session is None or session.playback is not player:
+                    player.close()
+            return
+        await self._offer_media(viewer, offer, None)
+
+    async def _offer_media(self, viewer: str, offer: Offer, player: ClipPlayer | None) -> None:
         ice_servers = await self.ice.device_servers()  # only servers that answer
         key = (viewer, offer.session)
         # Check everything, then take the slot, before any await: meanwhile
@@ -335,13 +369,14 @@ class Signaling:
         session = Session(
             viewer,
             offer.session,
-            video=self.video,
-            audio=self.audio,
+            video=self.video if player is None else player.video_feed,  # type: ignore[arg-type]
+            audio=self.audio if player is None else player.audio_feed,  # type: ignore[arg-type]
             ice_servers=ice_servers,
             connect_timeout=self.webrtc.connect_timeout,
             on_end=self._session_ended,
             on_connected=self._session_connected,
             speaker=self.speaker if answers_call else None,
+            playback=player,
         )
         # The same session id offering again supersedes the old peer
         # connection (aiortc has no ICE restart), keeping its call if any.

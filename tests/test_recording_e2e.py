@@ -27,7 +27,7 @@ from peercam.config import config_from_dict
 from peercam.daemon import Daemon
 from tests.daemon_proc import default_config, merge_config
 from tests.mosquitto import MosquittoBroker
-from tests.viewer import ViewerFactory
+from tests.viewer import SignalingError, ViewerFactory
 from tests.waiting import wait_until
 
 FPS, KEYINT = 30, 30  # one IDR a second
@@ -297,3 +297,112 @@ async def test_full_readonly_and_vanished_disk_pause_recording_live_goes_on(
 
     await watch.wait_more_frames(30)
     assert watch.connection_state == "connected"
+
+
+# --- playback -------------------------------------------------------------------------------
+
+
+def channel_events(watch: Any, event: str) -> list[dict[str, Any]]:
+    return [
+        m
+        for m in (json.loads(x) for x in watch.channel_messages if isinstance(x, str))
+        if m.get("event") == event
+    ]
+
+
+async def test_playback_of_a_clip_paces_and_downloads_while_live_goes_on(
+    door_factory: StartDoor, viewer_factory: ViewerFactory, mosquitto: MosquittoBroker
+) -> None:
+    door = await door_factory(motion={"enabled": False}, audio={"source": "test-tone"})
+    await door.ring_filled()
+    alice = await viewer_factory(mosquitto, "alice")
+    live = await alice.watch()
+    await live.wait_frames(10)
+    door.recorder.trigger("manual")
+    await wait_until(lambda: door.history(), "a clip listed", timeout=20)
+    [entry] = door.history()
+    assert door.daemon.video is not None
+    keyframes_before = door.daemon.video.keyframes_in
+
+    bob = await viewer_factory(mosquitto, "bob")
+    play = await bob.watch(clip=entry["id"], data_channel="playback", audio=True)
+    await wait_until(lambda: channel_events(play, "ended"), "the clip played to its end", 30)
+    played = play.last_frame_at - play.first_frame_at  # type: ignore[operator]
+    # every recorded frame decoded, at the recorded pace (not as fast as possible)
+    assert abs(play.frames - entry["duration"] * FPS) <= 3, (play.frames, entry)
+    assert played >= entry["duration"] * 0.8, played
+    assert play.keyframes[0] == 0 and play.audio_frames > 0
+    [state] = channel_events(play, "state")[:1]
+    assert state["duration"] == pytest.approx(entry["duration"], abs=0.05)
+
+    # seek back to the start: it plays again from the IDR
+    frames = play.frames
+    play.channel.send(json.dumps({"cmd": "seek", "to": 0.5}))
+    await play.wait_more_frames(FPS)
+    assert play.frames >= frames + FPS
+    play.channel.send(json.dumps({"cmd": "pause"}))
+    await wait_until(lambda: channel_events(play, "state")[-1]["paused"], "paused", 10)
+
+    # download: the MP4's exact bytes
+    play.channel.send(json.dumps({"cmd": "download"}))
+    await wait_until(lambda: channel_events(play, "download-done"), "download done", 30)
+    body = b"".join(m for m in play.channel_messages if isinstance(m, bytes))
+    assert body == (door.clips / f"{entry['id']}.mp4").read_bytes()
+
+    # bad commands get an error, not silence
+    play.channel.send("not json")
+    play.channel.send(json.dumps({"cmd": "seek", "to": "soon"}))
+    await wait_until(lambda: len(channel_events(play, "error")) == 2, "two errors", 10)
+
+    # the live viewer went on and paid nothing (playback asks the camera for no IDR)
+    more = live.frames
+    await live.wait_more_frames(30)
+    assert live.frames > more and live.connection_state == "connected"
+    # periodic IDRs only (one a second), none asked for by the playback
+    elapsed_idrs = door.daemon.video.keyframes_in - keyframes_before
+    assert door.daemon.video.source.frames_skipped >= 0 and elapsed_idrs >= 1
+    await play.close()
+
+
+async def test_hostile_clip_requests_get_clear_errors_and_bounded_work(
+    door_factory: StartDoor, viewer_factory: ViewerFactory, mosquitto: MosquittoBroker
+) -> None:
+    door = await door_factory(motion={"enabled": False}, recording={"max_playbacks": 2})
+    await door.ring_filled()
+    door.recorder.trigger("manual")
+    await wait_until(lambda: door.history(), "a clip listed", timeout=20)
+    [entry] = door.history()
+    mallory = await viewer_factory(mosquitto, "mallory")
+
+    async def offer_error(clip: Any) -> dict[str, Any]:
+        with pytest.raises(SignalingError) as caught:
+            await mallory.watch(clip=clip)
+        return caught.value.error
+
+    unknown = await offer_error("20200101T000000Z-abcdef")
+    assert unknown["code"] == "unknown-clip" and "no clip" in unknown["message"]
+    for trick in ("../../etc/passwd", "/etc/passwd", "a" * 200, 42, ["x"]):
+        error = await offer_error(trick)
+        assert error["code"] == "bad-request", (trick, error)
+    # delete: only [recording] deleters
+    await mallory.send({"type": "delete-clip", "clip": entry["id"]})
+    error = await mallory.next_message("error", timeout=10)
+    assert error["code"] == "unauthorized" and "deleters" in error["message"]
+    assert (door.clips / f"{entry['id']}.mp4").exists()
+
+    # a flood of playback offers: at most max_playbacks play, the others are busy
+    results = await asyncio.gather(
+        *(mallory.watch(clip=entry["id"]) for _ in range(6)), return_exceptions=True
+    )
+    playing = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, SignalingError)]
+    assert len(playing) <= 2 and len(playing) + len(refused) == 6, results
+    assert all(r.error["code"] in ("busy", "rate-limited") for r in refused)
+    for watch in playing:
+        await watch.bye()
+    await wait_until(
+        lambda: not {p for p in door.recorder._players if not p.closed}, "players freed", 10
+    )
+    # and it plays again afterwards
+    again = await mallory.watch(clip=entry["id"])
+    await again.wait_frames(5)

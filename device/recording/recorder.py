@@ -25,9 +25,10 @@ from pathlib import Path
 from ..config import RecordingConfig
 from ..hub import MediaHub
 from ..media import EncodedFrame, VideoInfo
-from ..protocol import Topics, encode
+from ..protocol import ErrorCode, ProtocolError, Topics, encode
 from ..snapshot import h264_keyframe_to_jpeg
 from .mp4 import write_mp4
+from .playback import ClipPlayer, PlaybackError, load_clip
 from .ring import PreRoll, Stamped
 from .store import ClipEntry, ClipStore, StorageFault, describe_os_error, new_clip_id
 
@@ -98,6 +99,8 @@ class Recorder:
         self.active: _Clip | None = None
         self._pending = 0
         self._writing: dict[str, _Clip] = {}
+        self._players: set[ClipPlayer] = set()
+        self._loading = 0
         self._holding = False
         self._continuous = config.preroll > 0
         self._tasks: set[asyncio.Task[object]] = set()
@@ -160,6 +163,8 @@ class Recorder:
             self.audio.remove_tap(self._on_audio)
         if self._holding:
             self._release()
+        for player in self._players:
+            player.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self, fn: Callable[..., object], *args: object) -> object:
@@ -392,6 +397,65 @@ class Recorder:
         await self._publish(self.topics_thumb(clip_id), b"", True)
         await self.publish_history()
         return True
+
+    # --- viewers' requests (signaling calls these; errors are ProtocolErrors) ------------
+
+    def _known(self, clip_id: str, session: str | None = None) -> ClipEntry:
+        entry = self.store.find(clip_id)
+        if entry is None:
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_CLIP, f"no clip {clip_id!r} here (see the clips list)", session
+            )
+        return entry
+
+    async def open_player(self, clip_id: str, session: str | None = None) -> ClipPlayer:
+        """A player for one clip, or ProtocolError: unknown clip, too many playing, unreadable."""
+        limit = self.config.max_playbacks
+        self._players = {p for p in self._players if not p.closed}
+        if len(self._players) + self._loading >= limit:
+            raise ProtocolError(
+                ErrorCode.BUSY,
+                f"{limit} clip(s) are already playing ([recording] max_playbacks); try later",
+                session,
+            )
+        entry = self._known(clip_id, session)
+        self._loading += 1
+        try:
+            path = self.store.mp4_path(entry)
+            video, audio, duration = await self._run(load_clip, path)
+        except PlaybackError as exc:
+            log.warning("clip %s cannot be played: %s", clip_id, exc)
+            raise ProtocolError(ErrorCode.INTERNAL, f"clip {clip_id}: {exc}", session) from None
+        finally:
+            self._loading -= 1
+        player = ClipPlayer(clip_id, path, video, audio, duration)
+        self._players.add(player)
+        return player
+
+    def record(self, viewer: str) -> str:
+        """A viewer's ``record``: a manual clip now (or the one in progress goes on)."""
+        if self.fault is not None:
+            raise ProtocolError(ErrorCode.BUSY, f"recording is paused: {self.fault}")
+        clip = self.trigger("manual")
+        if clip is None:
+            raise ProtocolError(ErrorCode.BUSY, "clips are still being written; try again")
+        log.info("%s asked for a clip: %s", viewer, clip)
+        return clip
+
+    async def delete_for(self, viewer: str, clip_id: str) -> None:
+        if viewer not in self.config.deleters:
+            raise ProtocolError(
+                ErrorCode.UNAUTHORIZED,
+                f"viewer {viewer!r} may not delete clips (not in [recording] deleters)",
+            )
+        self._known(clip_id)
+        try:
+            deleted = await self.delete(clip_id)
+        except StorageFault as exc:
+            raise ProtocolError(ErrorCode.INTERNAL, f"cannot delete: {exc}") from None
+        if not deleted:
+            raise ProtocolError(ErrorCode.UNKNOWN_CLIP, f"no clip {clip_id!r} here")
+        log.info("clip %s deleted by %s", clip_id, viewer)
 
     # --- health ----------------------------------------------------------------------
 

@@ -230,3 +230,49 @@ def test_remux_keeps_every_access_unit_and_starts_on_the_idr(tmp_path: Path) -> 
     assert len(decoded) == 75 and decoded[0].key_frame
     with pytest.raises(ValueError, match="IDR"):
         write_mp4(tmp_path / "bad.mp4", frames[1:], fps=30, width=320, height=240)
+
+
+# --- protocol -----------------------------------------------------------------------------
+
+
+def parse(**fields: object) -> object:
+    from peercam.protocol import parse_viewer_message
+
+    return parse_viewer_message(json.dumps({"v": 1, **fields}).encode())
+
+
+def test_clip_messages_parse_and_tricks_are_bad_requests() -> None:
+    from peercam.protocol import DeleteClip, Offer, ProtocolError, Record
+
+    sdp = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+    offer = parse(type="offer", session="s" * 8, sdp=sdp, clip="20261204T021930Z-3f9a1c")
+    assert isinstance(offer, Offer) and offer.clip == "20261204T021930Z-3f9a1c"
+    assert parse(type="record") == Record()
+    assert parse(type="delete-clip", clip="20261204T021930Z-3f9a1c") == DeleteClip(
+        "20261204T021930Z-3f9a1c"
+    )
+    for bad in ("../../etc/passwd", "a/b/c/d/e", "", "x" * 65, 7, None):
+        with pytest.raises(ProtocolError) as caught:
+            parse(type="delete-clip", clip=bad)
+        assert caught.value.code == "bad-request", bad
+    with pytest.raises(ProtocolError, match="not both"):
+        parse(type="offer", session="s" * 8, sdp=sdp, clip="c" * 8, call="k" * 8)
+    for device_only in ("clips", "motion", "recorded"):
+        with pytest.raises(ProtocolError) as caught:
+            parse(type=device_only)
+        assert caught.value.code == "unsupported"
+
+
+def test_avcc_samples_become_annexb_with_parameter_sets() -> None:
+    from peercam.recording.playback import parse_avcc, to_annexb
+
+    sps, pps = b"\x67\x42\xc0\x1f", b"\x68\xce\x3c\x80"
+    avcc = bytes([1, 0x42, 0xC0, 0x1F, 0xFF, 0xE1]) + len(sps).to_bytes(2, "big") + sps
+    avcc += bytes([1]) + len(pps).to_bytes(2, "big") + pps
+    size, sets = parse_avcc(avcc)
+    assert size == 4 and sets == [sps, pps]
+    idr = b"\x65\x88\x84"
+    sample = len(idr).to_bytes(4, "big") + idr
+    start = b"\x00\x00\x00\x01"
+    assert to_annexb(sample, 4, sets, key=True) == start + sps + start + pps + start + idr
+    assert to_annexb(sample, 4, sets, key=False) == start + idr

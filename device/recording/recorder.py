@@ -517,6 +517,7 @@ class Recorder:
             "state": "paused" if self.fault else ("recording" if self.active else "ready"),
             "clips": len(self.store.entries),
             "bytes": self.store.total_bytes,
+            "deleters": list(self.config.deleters),
         }
 
     # --- camera demand -------------------------------------------------------------------

@@ -234,10 +234,11 @@ class Recorder:
         self._hold()
         self._schedule(clip)
         log.info(
-            "clip %s: %s event, %.1f s of pre-roll, recording %.0f s more",
+            "clip %s: %s event, %.1f s of pre-roll (ring %d KiB), recording %.0f s more",
             clip.id,
             reason,
             now - start,
+            self.ring.bytes // 1024,
             self.config.postroll,
         )
         self._on_change()

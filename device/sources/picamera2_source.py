@@ -45,12 +45,15 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+import numpy as np
+
 from ..bitrate import BitrateGovernor
 from ..config import CameraConfig
 from ..media import EncodedFrame, FaultSink, FrameSink, VideoInfo
 from ..threads import in_thread
 from . import h264, v4l2
 from .factory import SourceUnavailable
+from .lores_motion import LoresReader, lores_size
 
 log = logging.getLogger("peercam.camera")
 
@@ -271,6 +274,7 @@ class _Run:
     encoder: Any
     handover: FrameHandover
     model: str
+    lores: LoresReader | None = None  # motion detection's small picture
 
 
 class Picamera2Source:
@@ -303,6 +307,8 @@ class Picamera2Source:
         self._on_fault: FaultSink | None = None
         self._checked_stream = False
         self._said: set[str] = set()  # one-time warnings already logged
+        #: Motion detection: (sink, pictures per second, width) of the lores Y plane.
+        self._motion: tuple[Callable[[np.ndarray], None], int, int] | None = None
         self._bitrate_control = True
 
     @property
@@ -348,6 +354,17 @@ class Picamera2Source:
         if self.governor.estimate is not None:  # viewers already told us their bandwidth
             self.set_bandwidth_estimate(self.governor.estimate)
 
+    def set_motion_sink(
+        self, sink: Callable[[np.ndarray], None] | None, *, fps: int = 5, width: int = 160
+    ) -> None:
+        """From the next start: a lores stream ``width`` wide whose Y plane goes to ``sink``."""
+        self._motion = None if sink is None else (sink, fps, width)
+
+    def _motion_picture(self, generation: int, picture: np.ndarray) -> None:
+        motion = self._motion
+        if motion is not None and generation == self._generation:
+            motion[0](picture)
+
     def _open(self, handover: FrameHandover) -> _Run:
         """picamera2's blocking calls, on a worker thread."""
         api, cfg = self.api, self.cfg
@@ -370,6 +387,7 @@ class Picamera2Source:
                 raise CameraError(
                     f"camera {model} did not start recording: {exc or type(exc).__name__}"
                 ) from None
+            lores = self._start_lores(camera, handover)
         except BaseException:
             self._close_camera(camera)
             raise
@@ -386,15 +404,35 @@ class Picamera2Source:
             cfg.keyframe_interval,
             ", fake camera (--fake-hardware)" if api.fake else "",
         )
-        return _Run(camera=camera, encoder=encoder, handover=handover, model=model)
+        return _Run(camera=camera, encoder=encoder, handover=handover, model=model, lores=lores)
+
+    def _start_lores(self, camera: Any, handover: FrameHandover) -> LoresReader | None:
+        if self._motion is None:
+            return None
+        _, fps, width = self._motion
+        generation = handover.generation
+        reader = LoresReader(
+            camera,
+            lores_size(width, (self.cfg.width, self.cfg.height)),
+            fps,
+            handover._loop,
+            lambda picture: self._motion_picture(generation, picture),
+        )
+        reader.start()
+        return reader
 
     def _configure(self, camera: Any, model: str) -> None:
         cfg = self.cfg
         duration = round(1_000_000 / cfg.fps)
         try:
             transform = self.api.Transform(rotation=cfg.rotation, hflip=cfg.hflip, vflip=cfg.vflip)
+            lores = None
+            if self._motion is not None:  # motion detection reads the lores Y plane
+                size = lores_size(self._motion[2], (cfg.width, cfg.height))
+                lores = {"size": size, "format": "YUV420"}
             config = camera.create_video_configuration(
                 main={"size": (cfg.width, cfg.height), "format": "YUV420"},
+                lores=lores,
                 transform=transform,
                 controls={"FrameDurationLimits": (duration, duration)},
             )
@@ -440,6 +478,8 @@ class Picamera2Source:
     def _close_late_run(self, run: _Run) -> None:
         """On the worker thread: the camera opened after its start was given up."""
         run.handover.close()
+        if run.lores is not None:
+            run.lores.stop()
         log.warning("camera %s opened after its start was given up; closing it again", run.model)
         self._close_camera(run.camera)
 
@@ -464,6 +504,8 @@ class Picamera2Source:
         if run is None:
             return
         run.handover.close()
+        if run.lores is not None:
+            await in_thread(run.lores.stop, name="peercam-lores-stop")
         self._next_pts = run.handover.next_pts
         try:
             await asyncio.wait_for(

@@ -182,6 +182,7 @@ class Sensor:
         hflip: bool,
         vflip: bool,
         deliver: Callable[[FakeRequest], None],
+        lores: tuple[int, int] | None = None,
     ) -> None:
         self.index = index
         self.model = model
@@ -190,8 +191,12 @@ class Sensor:
         self.hflip, self.vflip = hflip, vflip
         self._deliver = deliver
         self._stop = threading.Event()
-        self._wedge = control(fresh=True).wedge
-        self._renderer = PatternRenderer(width, height, f"{model} fake cam{index}")
+        initial = control(fresh=True)
+        self._wedge = initial.wedge
+        self._visitor = initial.visitor
+        self._renderer = PatternRenderer(width, height, f"{model} fake cam{index}", initial.scene)
+        #: The lores stream (YUV420, like the ISP's second output), or None.
+        self.lores = lores
         self._thread = threading.Thread(target=self._run, name="picamera2-fake-sensor", daemon=True)
         self.frames = 0
 
@@ -226,11 +231,30 @@ class Sensor:
                     _log.error("Camera frontend has timed out! (fake: %s)", why)
                 silent = why
             if why is None:
+                visitor = control().visitor
+                if visitor > self._visitor:
+                    self._visitor = visitor
+                    self._renderer.walk_visitor()
                 picture = self._renderer.render(slot * self.period, time.time_ns() // 1000)
                 array = _flip(picture, self.width, self.height, self.hflip, self.vflip)
-                self._deliver(FakeRequest({"main": array}, time.monotonic_ns()))
+                arrays = {"main": array}
+                if self.lores is not None:
+                    arrays["lores"] = _scale_yuv420(array, self.width, self.height, *self.lores)
+                self._deliver(FakeRequest(arrays, time.monotonic_ns()))
                 self.frames += 1
             slot += 1
+
+
+def _scale_yuv420(
+    picture: np.ndarray, width: int, height: int, out_w: int, out_h: int
+) -> np.ndarray:
+    """A smaller YUV420 picture (nearest neighbour), as the ISP scales the lores stream."""
+    y = picture[: width * height].reshape(height, width) if picture.ndim == 1 else picture[:height]
+    rows = (np.arange(out_h) * height // out_h)[:, None]
+    cols = (np.arange(out_w) * width // out_w)[None, :]
+    out = np.full((out_h * 3 // 2, out_w), 128, dtype=np.uint8)
+    out[:out_h] = y[rows, cols]
+    return out
 
 
 # --- libx264 "hardware" ------------------------------------------------------------------------

@@ -406,3 +406,31 @@ async def test_hostile_clip_requests_get_clear_errors_and_bounded_work(
     # and it plays again afterwards
     again = await mallory.watch(clip=entry["id"])
     await again.wait_frames(5)
+
+
+async def test_size_cap_keeps_the_newest_clips_under_the_limit(door_factory: StartDoor) -> None:
+    cap_mb = 0.6  # about two 4-5 s clips at 500 kbit/s (grain makes the encoder use it all)
+    door = await door_factory(
+        motion={"enabled": False},
+        camera={"pattern": "noise"},
+        recording={"max_total_mb": cap_mb},
+    )
+    await door.ring_filled()
+    made: list[str] = []
+    for n in range(1, 5):
+        clip = door.recorder.trigger("manual")
+        assert clip is not None
+        made.append(clip)
+        await wait_until(
+            lambda clip=clip: any(c["id"] == clip for c in door.history()),
+            f"clip {n} listed",
+            timeout=20,
+        )
+    listed = [c["id"] for c in door.history()]
+    on_disk = sorted(p.stem for p in door.clips.glob("*.mp4"))
+    total = sum(p.stat().st_size for p in door.clips.glob("*.mp4"))
+    assert total <= cap_mb * 2**20, total
+    assert sorted(listed) == on_disk and listed[0] == made[-1], (listed, made)
+    assert made[0] not in listed, "the oldest clip went first"
+    assert not (door.clips / f"{made[0]}.jpg").exists()
+    assert door.retained.get(f"peercam/frontdoor/thumb/{made[0]}") == b"", "its thumbnail cleared"

@@ -111,7 +111,7 @@ export function renderHistory() {
   if (history.playback) {
     const p = history.playback;
     $("dv-playback-text").textContent = p.text();
-    $("dv-playback-pause").textContent = p.paused ? "Play" : "Pause";
+    $("dv-playback-pause").textContent = p.state === "ended" ? "Play again" : p.paused ? "Play" : "Pause";
     $("dv-playback-download").disabled = !p.channelOpen || p.downloading;
   }
 }
@@ -152,6 +152,8 @@ class Playback {
     this.download = null; // {size, parts, received}
     this.timer = null;
     this.statsTimer = null;
+    this.firstFrameAt = 0; // performance.now() of the first decoded frame
+    this.endedAt = 0; // ...and of the device's "ended"
   }
 
   text() {
@@ -234,7 +236,10 @@ class Playback {
     report.forEach((s) => {
       if (s.type === "inbound-rtp" && s.kind === "video") this.framesDecoded = s.framesDecoded || 0;
     });
-    if (this.framesDecoded > 0 && this.state === "starting") this.state = "playing";
+    if (this.framesDecoded > 0 && this.state === "starting") {
+      this.state = "playing";
+      this.firstFrameAt = performance.now();
+    }
     if (this.state === "playing" && !this.paused) this.position = Math.min(this.duration, this.position + 0.5);
     renderHistory();
   }
@@ -258,6 +263,7 @@ class Playback {
       this.paused = m.paused === true;
       if (this.state === "ended" && !this.paused) this.state = "playing";
     } else if (m.event === "ended") {
+      if (!this.endedAt) this.endedAt = performance.now();
       this.state = "ended";
       this.position = this.duration;
     } else if (m.event === "download" && Number.isFinite(m.size) && m.size <= MAX_DOWNLOAD) {
@@ -343,6 +349,6 @@ export function historyForTests() {
   const p = history.playback;
   return {
     clips: Object.fromEntries([...history.clips].map(([d, list]) => [d, list.map((c) => ({ ...c }))])),
-    playback: p ? { device: p.device, clip: p.clip, state: p.state, message: p.message, framesDecoded: p.framesDecoded, position: p.position, duration: p.duration, paused: p.paused, channelOpen: p.channelOpen, downloading: p.downloading } : null,
+    playback: p ? { device: p.device, clip: p.clip, state: p.state, message: p.message, framesDecoded: p.framesDecoded, position: p.position, duration: p.duration, paused: p.paused, channelOpen: p.channelOpen, downloading: p.downloading, playedMs: p.firstFrameAt && p.endedAt ? Math.round(p.endedAt - p.firstFrameAt) : null } : null,
   };
 }

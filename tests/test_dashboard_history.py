@@ -84,6 +84,9 @@ async def test_history_plays_downloads_and_deletes_a_missed_ring_while_live_goes
     playback = await alice.evaluate(history_of("h.playback"))
     assert playback["state"] == "ended", playback
     assert playback["duration"] == pytest.approx(entry["duration"], abs=0.05)
+    # at the recorded pace: first frame to the end takes about the clip's length
+    # (the stats poll every 0.5 s, so the first frame is seen up to 0.5 s late)
+    assert playback["playedMs"] >= (entry["duration"] - 1.0) * 1000, playback
     # the clip's frames decoded: all of them normally; 10 % slack for a loaded CI machine
     # (stats are read every 0.5 s and a few frames may still be in flight at "ended")
     expected = int(entry["duration"] * FPS)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -276,3 +277,76 @@ def test_avcc_samples_become_annexb_with_parameter_sets() -> None:
     start = b"\x00\x00\x00\x01"
     assert to_annexb(sample, 4, sets, key=True) == start + sps + start + pps + start + idr
     assert to_annexb(sample, 4, sets, key=False) == start + idr
+
+
+# --- playback player ------------------------------------------------------------------------
+
+
+class FakeChannel:
+    """What ClipPlayer uses of aiortc's RTCDataChannel."""
+
+    readyState = "open"
+    bufferedAmount = 0
+
+    def __init__(self) -> None:
+        self.sent: list[str | bytes] = []
+        self.handlers: dict[str, Any] = {}
+
+    def on(self, event: str) -> Any:
+        def register(fn: Any) -> Any:
+            self.handlers[event] = fn
+            return fn
+
+        return register
+
+    def send(self, data: str | bytes) -> None:
+        self.sent.append(data)
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(m) for m in self.sent if isinstance(m, str)]
+
+
+def make_clip(path: Path, seconds: float = 3.0, keyint: int = 30) -> None:
+    encoder = open_encoder(width=160, height=120, fps=30, bitrate=200_000, keyframe_interval=keyint)
+    renderer = PatternRenderer(160, 120, "c")
+    frames: list[Stamped] = []
+    for i in range(int(seconds * 30)):
+        picture = _wrap(renderer.render(i / 30, 0))
+        picture.pts = i * 33_333
+        for packet in encoder.encode(picture):
+            data = bytes(packet)
+            frames.append(Stamped(EncodedFrame(data, int(packet.pts), h264.is_idr(data)), i / 30))
+    write_mp4(path, frames, fps=30, width=160, height=120)
+
+
+async def test_player_seeks_to_an_idr_answers_commands_and_drops_a_flood(tmp_path: Path) -> None:
+    from peercam.recording.playback import ClipPlayer, load_clip
+
+    path = tmp_path / "c.mp4"
+    make_clip(path)
+    video, audio, duration = load_clip(path)
+    assert len(video) == 90 and video[0].key and duration == pytest.approx(3.0, abs=0.01)
+    assert all(s.data.startswith(b"\x00\x00\x00\x01") for s in video)
+    player = ClipPlayer("c" * 8, path, video, audio, duration)
+    channel = FakeChannel()
+    player.attach(channel)
+    assert channel.events()[0]["event"] == "state"
+    sub = player.video_feed.subscribe()
+    first = await sub.get()
+    assert first.keyframe
+    player._command(json.dumps({"cmd": "seek", "to": 1.7}))  # IDRs at 0, 1, 2 s
+    assert channel.events()[-1]["position"] == pytest.approx(1.0, abs=0.01)
+    after_seek = await sub.get()
+    assert after_seek.keyframe and after_seek.pts > first.pts, "timestamps only go forward"
+    player._command(json.dumps({"cmd": "fly"}))
+    player._command("{")
+    player._command(b"\x00")
+    errors = [e for e in channel.events() if e["event"] == "error"]
+    assert len(errors) == 3 and "unknown command" in errors[0]["message"]
+    before = len(channel.sent)
+    for _ in range(200):
+        player._command(json.dumps({"cmd": "pause"}))
+    assert len(channel.sent) - before <= 25, "a flood is cut at about 20 commands a second"
+    player.close()
+    with pytest.raises(Exception, match="clip"):
+        await sub.get()

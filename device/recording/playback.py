@@ -38,7 +38,10 @@ START_CODE = b"\x00\x00\x00\x01"
 CHUNK = 16 * 1024  # data channel message size every browser takes
 MAX_BUFFERED = 1 << 20  # bytes queued in the data channel before the download waits
 MAX_COMMAND = 1024  # bytes of one control message
-MAX_CLIP_BYTES = 256 << 20  # a clip bigger than this is not loaded into memory
+#: A clip bigger than this is not loaded into memory (a Pi has 1-8 GB; the
+#: default 60 s at 2 Mbit/s is 15 MB).
+MAX_CLIP_BYTES = 64 << 20
+COMMANDS_PER_SECOND = 20  # a viewer's control commands beyond this are refused
 
 
 class PlaybackError(Exception):
@@ -136,6 +139,8 @@ class ClipPlayer:
         self._channel: Any = None
         self._download: asyncio.Task[None] | None = None
         self._ended_sent = False
+        self._tokens = float(COMMANDS_PER_SECOND)
+        self._refilled = time.monotonic()
         self.closed = False
         #: Hub-shaped sources for the session (``audio_feed`` None: the clip has no sound).
         self.video_feed = ClipFeed(self, "video")
@@ -240,7 +245,20 @@ class ClipPlayer:
             }
         )
 
+    def _take_token(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(
+            COMMANDS_PER_SECOND, self._tokens + (now - self._refilled) * COMMANDS_PER_SECOND
+        )
+        self._refilled = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
     def _command(self, message: str | bytes) -> None:
+        if not self._take_token():
+            return  # a flood: dropped without an answer (answering would be a flood too)
         try:
             if isinstance(message, bytes) or len(message) > MAX_COMMAND:
                 raise ValueError(f"commands are JSON text of at most {MAX_COMMAND} bytes")

@@ -6,7 +6,9 @@
 // ringing call, an answered call): they share one session and one MediaStream,
 // shown in as many <video> elements as are attached.
 
+import { noPathAdvice } from "./ice-advice.js";
 import { PROTOCOL_VERSION, randomHex } from "./settings.js";
+import { JanusSubscriber } from "./sfu.js";
 import { emptyStats, readReport } from "./stats.js";
 
 const WELCOME_TIMEOUT_MS = 10000;
@@ -67,6 +69,8 @@ export class DeviceSession {
     this.timeline = {}; // ms from start: offer, answer, firstFrame (last session)
     this.liveSince = 0;
     this.run = 0; // increases with every session start: stale callbacks compare it
+    this.relay = null; // welcome.relay: this session watches through the device's SFU
+    this.sfu = null; // the JanusSubscriber while subscribed
   }
 
   // --- what the page wants -----------------------------------------------------------
@@ -148,6 +152,7 @@ export class DeviceSession {
   statusChanged(previous, status) {
     if (status.state !== "online" || previous?.state !== "online") this._stopWaitingForRestart();
     this.evaluate();
+    if (this.relay && this.running) this._followRelay(this.run); // the feed may have changed
   }
 
   _stopWaitingForRestart() {
@@ -227,7 +232,7 @@ export class DeviceSession {
     }
     if (run !== this.run) return;
     const cached = this.host.iceCache.get(this.device);
-    if (cached && cached.expires - Date.now() / 1000 > ICE_CACHE_MARGIN_S) {
+    if (cached && !cached.relay && cached.expires - Date.now() / 1000 > ICE_CACHE_MARGIN_S) {
       // We hold valid ice_servers: skip hello and offer at once (PROTOCOL.md allows it).
       this.talkback = cached.talkback;
       this._offer(run, cached.iceServers);
@@ -260,8 +265,92 @@ export class DeviceSession {
     const iceServers = Array.isArray(msg.ice_servers) ? msg.ice_servers : [];
     const ttl = Number.isFinite(msg.ice_ttl) ? msg.ice_ttl : 0;
     this.talkback = msg.talkback === true;
-    if (ttl > 0) this.host.iceCache.set(this.device, { iceServers, expires: Date.now() / 1000 + ttl, talkback: this.talkback });
-    this._offer(this.run, iceServers);
+    const relay = this.call === null && msg.relay && msg.relay.mode === "janus" ? msg.relay : null;
+    if (ttl > 0) this.host.iceCache.set(this.device, { iceServers, expires: Date.now() / 1000 + ttl, talkback: this.talkback, relay: relay !== null });
+    if (relay) this._viaRelay(this.run, relay, iceServers);
+    else this._offer(this.run, iceServers);
+  }
+
+  // --- through the device's SFU relay (welcome.relay) ------------------------------------
+
+  _viaRelay(run, relay, iceServers) {
+    this.relay = { ...relay, iceServers };
+    this.stats.via = "sfu";
+    const renew = Number.isFinite(relay.renew) && relay.renew > 0 ? relay.renew : 30;
+    this._clear("renew");
+    // Our lease at the device: it publishes to the SFU while relayed viewers exist.
+    this.timers.renew = setInterval(() => {
+      if (run === this.run) this._send({ type: "hello", session: this.id });
+    }, renew * 1000);
+    this._followRelay(run);
+  }
+
+  /** Subscribe to the feed status.relay names (again, when it changed or the relay dropped us). */
+  _followRelay(run) {
+    if (run !== this.run || !this.relay) return;
+    const relay = this.host.deviceStatus(this.device)?.relay;
+    const live = relay && typeof relay === "object" ? relay : null; // retained data: check types
+    const feed = Number.isSafeInteger(live ? live.feed : this.relay.feed) ? (live ? live.feed : this.relay.feed) : null;
+    if (this.sfu && this.sfu.feed === feed) return;
+    if (this.sfu) {
+      this.sfu.close();
+      this.sfu = null;
+      this.pc = null;
+    }
+    if (!feed) {
+      this._setState("connecting", live?.state === "fault" ? "The relay is down; the video resumes when the device has republished…" : "Waiting for the device to publish to its relay…");
+      return;
+    }
+    const url = typeof live?.url === "string" ? live.url : this.relay.url;
+    const room = Number.isSafeInteger(live?.room) ? live.room : this.relay.room;
+    const sub = new JanusSubscriber({
+      url,
+      room,
+      feed,
+      pin: live?.pin ?? this.relay.pin,
+      iceServers: this.relay.iceServers,
+      onTrack: (track) => {
+        if (run !== this.run || this.sfu !== sub) return;
+        for (const old of this.stream.getTracks().filter((t) => t.kind === track.kind)) this.stream.removeTrack(old);
+        this.stream.addTrack(track);
+        for (const v of this.videos) {
+          if (v.srcObject !== this.stream) v.srcObject = this.stream;
+          v.play().catch(() => {});
+        }
+      },
+      onGone: (why) => {
+        if (run !== this.run || this.sfu !== sub) return;
+        this.sfu = null;
+        this.pc = null;
+        this._setState("connecting", `Through the relay: ${why}; resubscribing…`);
+        this._clear("relay");
+        this.timers.relay = setTimeout(() => this._followRelay(run), 2000);
+      },
+    });
+    this.sfu = sub;
+    this.stats.feed = feed;
+    this.timeline.subscribe = Math.round(performance.now() - this.startedAt);
+    this._setState("connecting", "Subscribing through the relay (SFU)…");
+    sub.start().then(
+      (pc) => {
+        if (run !== this.run || this.sfu !== sub) return;
+        this.pc = pc;
+        this.answeredAt = performance.now();
+        this.timeline.answer = Math.round(this.answeredAt - this.startedAt);
+        this.gotFirstFrame = false;
+        this.prevSample = null;
+        this._clear("stats");
+        this.timers.stats = setInterval(() => this._poll(run), FIRST_FRAME_POLL_MS);
+      },
+      (err) => {
+        if (run !== this.run || this.sfu !== sub) return;
+        sub.close();
+        this.sfu = null;
+        this._setState("connecting", `Through the relay: ${err.message}; retrying…`);
+        this._clear("relay");
+        this.timers.relay = setTimeout(() => this._followRelay(run), 2000);
+      },
+    );
   }
 
   async _offer(run, iceServers) {
@@ -293,7 +382,7 @@ export class DeviceSession {
     pc.onconnectionstatechange = () => {
       if (run !== this.run) return;
       const st = pc.connectionState;
-      if (st === "failed") this._retry("The connection to the device failed (no network path; a TURN server may be needed).");
+      if (st === "failed") this._retry(noPathAdvice(pc.remoteDescription?.sdp, location.hostname));
       else if (st === "disconnected") this._setState(this.state === "live" ? "connecting" : this.state, "Connection interrupted, waiting…");
     };
     pc.onicecandidate = (ev) => {
@@ -424,7 +513,12 @@ export class DeviceSession {
   }
 
   _onBye(reason) {
-    const text = BYE_TEXT[reason] || `The device ended the session (${reason}).`;
+    let text = BYE_TEXT[reason] || `The device ended the session (${reason}).`;
+    // The device gave up before any path was found (its connect timeout): say why.
+    const pc = this.pc;
+    if (reason === "failed" && pc?.remoteDescription && pc.connectionState !== "connected") {
+      text = noPathAdvice(pc.remoteDescription.sdp, location.hostname);
+    }
     const wasCall = this.call !== null;
     if (wasCall) {
       this._dropCall();
@@ -452,7 +546,21 @@ export class DeviceSession {
   _onError(msg) {
     const code = typeof msg.code === "string" ? msg.code : "error";
     const text = typeof msg.message === "string" && msg.message ? msg.message : code;
-    if (code === "busy") {
+    if (code === "busy" && msg.relay && msg.relay.mode === "janus" && this.call === null && this.id !== null) {
+      // Beyond the device's peer-to-peer viewers: say hello (it takes our lease), then
+      // subscribe from its SFU as the welcome says.
+      if (this.pc) {
+        this.pc.ontrack = this.pc.onicecandidate = this.pc.onconnectionstatechange = null;
+        this.pc.close();
+        this.pc = null;
+      }
+      this._clear("answer");
+      const run = this.run;
+      this._send({ type: "hello", session: this.id });
+      this.timers.welcome = setTimeout(() => {
+        if (run === this.run) this._retry(`The device did not answer within ${WELCOME_TIMEOUT_MS / 1000} s.`);
+      }, WELCOME_TIMEOUT_MS);
+    } else if (code === "busy") {
       this.busy = true;
       this.stop({ bye: false, state: "error", message: `The device is busy: ${text}. Trying again when a viewer leaves…` });
       this.timers.retry = setTimeout(() => {
@@ -489,8 +597,14 @@ export class DeviceSession {
   stop({ bye = true, state = "idle", message = "" } = {}) {
     const id = this.id;
     this.run += 1;
-    for (const name of ["welcome", "answer", "stats", "stop"]) this._clear(name);
+    for (const name of ["welcome", "answer", "stats", "stop", "renew", "relay"]) this._clear(name);
     if (id !== null && bye) this._send({ type: "bye", session: id, reason: "hangup" });
+    if (this.sfu) {
+      this.sfu.close();
+      this.sfu = null;
+      if (this.pc) this.pc = null; // the subscriber closed its own peer connection
+    }
+    this.relay = null;
     if (this.pc) {
       this.pc.ontrack = this.pc.onicecandidate = this.pc.onconnectionstatechange = null;
       this.pc.close();
@@ -530,6 +644,12 @@ export class DeviceSession {
     clearTimeout(this.waitRestart);
     this.waitRestart = null;
     this.run += 1;
+    if (this.sfu) {
+      this.sfu.close();
+      this.sfu = null;
+      this.pc = null;
+    }
+    this.relay = null;
     if (this.pc) {
       this.pc.ontrack = this.pc.onicecandidate = this.pc.onconnectionstatechange = null;
       this.pc.close();

@@ -12,6 +12,8 @@ export function emptyStats() {
     // encode on the device, and the display, are not in it).
     latencyMs: null,
     path: null, // "direct" | "relayed"
+    via: null, // "sfu" while watching through the device's relay (session.js sets it)
+    feed: null, // the relay's feed id subscribed to
     localCandidateType: null, // host | srflx | prflx | relay
     remoteCandidateType: null,
     protocol: null, // udp | tcp
@@ -98,9 +100,10 @@ export function statsLines(stats) {
   if (stats.path) {
     const l = TYPE_NAMES[stats.localCandidateType] || stats.localCandidateType || "?";
     const r = TYPE_NAMES[stats.remoteCandidateType] || stats.remoteCandidateType || "?";
-    lines.push(`${stats.path} · ${l} ↔ ${r}${stats.protocol ? ` · ${stats.protocol}` : ""}`);
+    const via = stats.via === "sfu" ? "via SFU · " : "";
+    lines.push(`${via}${stats.path} · ${l} ↔ ${r}${stats.protocol ? ` · ${stats.protocol}` : ""}`);
   } else {
-    lines.push("path: negotiating");
+    lines.push(stats.via === "sfu" ? "via SFU · path: negotiating" : "path: negotiating");
   }
   const video = [];
   if (stats.width) video.push(`${stats.width}×${stats.height}`);

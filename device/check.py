@@ -12,6 +12,7 @@ from .media import EncodedFrame, EncodedSource
 from .mqtt_link import LastWill, MqttLink, describe_mqtt_error
 from .pi_check import camera_report, microphone_report
 from .protocol import Topics
+from .relay.check import check_relay
 from .sources.factory import SourceUnavailable, make_audio_source, make_video_source
 from .sources.h264 import has_parameter_sets, profile_level_id
 
@@ -118,5 +119,6 @@ async def run_checks(config: Config) -> int:
         _line(False, describe_mqtt_error(exc, config.mqtt))
         failures += 1
     failures += await check_ice_servers(config, turn_secret, _line, _note)
+    failures += await check_relay(config, _line)
     print("all checks passed" if not failures else f"{failures} check(s) failed")
     return 0 if not failures else 1

@@ -254,9 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="broker + test camera + web page on this machine",
         description="Run everything on this machine with nothing but Python: an embedded MQTT "
         "broker (TCP and WebSockets on localhost), the daemon with a test-pattern camera, and "
-        "a web page that shows the live video. Open the printed URL.",
+        "a web page that shows the live video. Open the printed URL in any browser, as it "
+        "comes (no flags, no camera or microphone permission): the video goes peer to peer "
+        "to one of this machine's addresses, which the device offers besides 127.0.0.1.",
     )
-    demo.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    demo.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to serve on (default 127.0.0.1; 0.0.0.0 lets a phone on your LAN watch)",
+    )
     demo.add_argument("--port", type=int, default=8080, help="web page port (default 8080)")
     demo.add_argument("--width", type=int, default=1280)
     demo.add_argument("--height", type=int, default=720)

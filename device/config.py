@@ -11,6 +11,7 @@ import difflib
 import ipaddress
 import re
 import tomllib
+import zlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -376,6 +377,71 @@ class RecordingConfig(_Section):
         return self
 
 
+class RelayConfig(_Section):
+    """Publishing once to an SFU (Janus VideoRoom) when viewers outgrow peer-to-peer."""
+
+    #: "off": peer-to-peer only.  "janus": publish to a Janus VideoRoom.
+    mode: Literal["off", "janus"] = "off"
+    #: Janus's WebSocket API as the device reaches it, e.g. "ws://broker.local:8188".
+    url: str = ""
+    #: Janus's WebSocket API as viewers reach it (browsers on https need wss://); "" = url.
+    viewer_url: str = ""
+    #: The VideoRoom; 0 = one derived from the device id (stable, shown in status).
+    room: Annotated[int, Field(ge=0, le=2**53)] = 0
+    #: Create the room (H.264 only) when Janus does not have it.
+    create_room: bool = True
+    #: The room's bitrate cap (bit/s) for Janus's REMB; 0 = [camera] bitrate.
+    bitrate: Annotated[int, Field(ge=0, le=25_000_000)] = 0
+    #: Files holding Janus's api_secret, the room's secret (to create it) and pin (to join).
+    api_secret_file: str = ""
+    room_secret_file: str = ""
+    room_pin_file: str = ""
+    #: Viewers served peer-to-peer before the rest are sent to the SFU.
+    p2p_viewers: Annotated[int, Field(ge=0, le=64)] = 2
+    #: "overflow": beyond p2p_viewers.  "always": every watching viewer goes through the SFU
+    #: (a viewer answering a call is always served peer-to-peer: talkback needs the device).
+    policy: Literal["overflow", "always"] = "overflow"
+    #: "on-demand": publish only while relayed viewers exist.  "always": keep publishing.
+    publish: Literal["on-demand", "always"] = "on-demand"
+    #: Seconds publishing goes on after the last relayed viewer left (on-demand).
+    linger: Annotated[float, Field(ge=0, le=3600)] = 15.0
+    #: Seconds a relayed viewer's claim lasts; viewers renew it with hello every third of it.
+    lease: Annotated[float, Field(ge=15, le=3600)] = 90.0
+    #: Longest wait between republishing attempts while Janus is down.
+    max_backoff: Annotated[float, Field(ge=1, le=600)] = 30.0
+
+    @field_validator("url", "viewer_url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        if not url:
+            return url
+        parts = urlsplit(url)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            raise ValueError(
+                "expected Janus's WebSocket API, e.g. 'ws://broker.local:8188' or "
+                "'wss://broker.example.com/janus'"
+            )
+        return url
+
+    @model_validator(mode="after")
+    def _janus_needs_url(self) -> RelayConfig:
+        if self.mode == "janus" and not self.url:
+            raise ValueError(
+                "mode = \"janus\" needs url (Janus's WebSocket API, e.g. 'ws://broker.local:8188')"
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "off"
+
+    def room_for(self, device_id: str) -> int:
+        """The configured room, or a stable one derived from the device id."""
+        if self.room:
+            return self.room
+        return 100_000 + zlib.crc32(device_id.encode()) % 900_000_000
+
+
 class DiagnosticsConfig(_Section):
     #: Seconds between "resources: rss_kib=... fds=... tasks=..." log lines (0 = never).
     resources_every: Annotated[float, Field(ge=0, le=86400)] = 3600.0
@@ -393,6 +459,7 @@ class Config(_Section):
     diagnostics: DiagnosticsConfig = DiagnosticsConfig()
     motion: MotionConfig = MotionConfig()
     recording: RecordingConfig = RecordingConfig()
+    relay: RelayConfig = RelayConfig()
     #: The file this came from (for messages); not a TOML key.
     source_path: Annotated[str, Field(exclude=True)] = ""
 
@@ -406,6 +473,10 @@ class Config(_Section):
 
     def read_mqtt_password(self) -> str | None:
         return _read_secret(self.mqtt.password_file, "mqtt.password_file", self.source_path)
+
+    def read_relay_secret(self, key: str) -> str | None:
+        """``[relay] <key>`` (api_secret_file, room_secret_file, room_pin_file) read now."""
+        return _read_secret(getattr(self.relay, key), f"relay.{key}", self.source_path)
 
     def read_turn_secret(self) -> str | None:
         return _read_secret(

@@ -20,6 +20,8 @@ from .motion import MotionDetector
 from .mqtt_link import LastWill, MqttLink
 from .protocol import ByeReason, ErrorCode, ProtocolError, Topics, encode
 from .recording.recorder import Recorder
+from .relay.director import RelayDirector
+from .relay.janus import JanusPublisher, JanusTarget
 from .resources import Counts, ResourceReporter, consumers_of
 from .sdnotify import Notifier, install_test_loop_blocker
 from .signaling import DeviceDescription, Signaling
@@ -56,6 +58,7 @@ class Daemon:
         self.motion: MotionDetector | None = None
         self._motion_fault: str | None = None
         self._event_tasks: set[asyncio.Future[bool]] = set()
+        self.relay: RelayDirector | None = None
         self.ready = asyncio.Event()
         self.notifier = Notifier()  # systemd Type=notify; does nothing outside systemd
 
@@ -77,6 +80,8 @@ class Daemon:
             faults.append(f"recording: {self.recorder.fault}")
         if self._motion_fault:
             faults.append(f"motion: {self._motion_fault}")
+        if self.relay is not None:
+            faults += self.relay.faults()
         extra: dict[str, object] = {
             "camera": str(self.video.state),
             "faults": faults,
@@ -95,6 +100,8 @@ class Daemon:
             extra["recording"] = self.recorder.status()
         if self.motion is not None:
             extra["motion"] = self.motion.active
+        if self.relay is not None:
+            extra["relay"] = self.relay.status()
         return extra
 
     def _build(self) -> None:
@@ -173,6 +180,7 @@ class Daemon:
                 cfg.webrtc.ice_servers,
                 ice.device_urls(),
             )
+        self.relay = self._build_relay(ice)
         self.signaling = Signaling(
             topics=self.topics,
             webrtc=cfg.webrtc,
@@ -193,6 +201,7 @@ class Daemon:
             open_door=self._open_door if self.panel and self.panel.door else None,
             status_refresh=cfg.mqtt.status_refresh,
             clips=self.recorder,
+            relay=self.relay,
         )
         offline = encode(self.signaling.status("offline"))
         self.link = MqttLink(
@@ -286,6 +295,43 @@ class Daemon:
         while True:
             await asyncio.sleep(every)
             self.walk_visitor()
+
+    def _build_relay(self, ice: IceServers) -> RelayDirector | None:
+        """[relay] mode = "janus": the publisher and who watches through it."""
+        cfg = self.config
+        relay = cfg.relay
+        if not relay.enabled:
+            return None
+        assert self.video is not None
+        target = JanusTarget(
+            url=relay.url,
+            viewer_url=relay.viewer_url or relay.url,
+            room=relay.room_for(cfg.device.id),
+            create_room=relay.create_room,
+            bitrate=relay.bitrate or cfg.camera.bitrate,
+            display=cfg.device.name,
+            api_secret=cfg.read_relay_secret("api_secret_file"),
+            room_secret=cfg.read_relay_secret("room_secret_file"),
+            room_pin=cfg.read_relay_secret("room_pin_file"),
+            max_backoff=relay.max_backoff,
+        )
+        publisher = JanusPublisher(
+            target,
+            video=self.video,  # issue 14: the substream hub here once it exists
+            audio=self.audio,
+            ice_servers=ice.device_servers,  # TURN too, for an SFU across NATs
+            on_change=self._on_media_state,
+        )
+        log.info(
+            "relay: Janus %s room %d; %s viewer(s) peer-to-peer, the rest through Janus "
+            "(policy %s, publishing %s)",
+            relay.url,
+            target.room,
+            relay.p2p_viewers,
+            relay.policy,
+            relay.publish,
+        )
+        return RelayDirector(relay, publisher, self._on_media_state)
 
     def _counts(self) -> Counts:
         assert self.signaling is not None
@@ -390,6 +436,8 @@ class Daemon:
         self.signaling.start()
         if self.ice_health is not None:
             self.ice_health.start()
+        if self.relay is not None:
+            self.relay.start()
         install_test_loop_blocker(asyncio.get_running_loop())
         self.notifier.status(f"connecting to {self.config.mqtt.url}")
         watchdog_task = asyncio.create_task(self.notifier.pet_watchdog(), name="peercam-watchdog")
@@ -420,6 +468,8 @@ class Daemon:
             await self.signaling.close(ByeReason.SHUTDOWN)
             if self.recorder is not None:
                 await self.recorder.close()
+            if self.relay is not None:
+                await self.relay.close()
             if self.link.connected.is_set():
                 await self.link.publish(
                     self.topics.status, encode(self.signaling.status("offline")), retain=True

@@ -54,21 +54,33 @@ def dashboard_dir() -> Path:
         return DASHBOARD_DIR
 
 
-def host_networks_for(host: str) -> list[str]:
-    """ICE host candidates the demo offers: only the address the page is served on.
+#: Every IPv4 address of the machine, 127.0.0.1 included (ICE's own default leaves
+#: loopback out), and its global and unique-local IPv6 addresses (not ::1).
+ALL_ADDRESSES = ["0.0.0.0/0", "2000::/3", "fc00::/7"]
 
-    Loopback (the default) keeps the whole demo on this machine; a specific
-    address keeps candidates to it; a wildcard bind (0.0.0.0, to watch from a
-    phone) offers every non-loopback address.
+
+def host_networks_for(host: str) -> list[str]:
+    """ICE host candidates the demo offers, for the address the page is served on.
+
+    A browser as people run it never pairs with a remote 127.0.0.1 (and hides
+    its own addresses behind mDNS names), so on the default loopback bind the
+    demo offers the machine's other addresses too: the browser on this
+    machine reaches one of them, the device learns the browser's address from
+    its checks, and the broker that carries the answer is reachable from this
+    machine only, so the addresses go nowhere else.  127.0.0.1 stays for
+    Python viewers (``tests/viewer.py``, the benchmarks).  A wildcard bind
+    (``--host 0.0.0.0``, to watch from a phone) offers the same; a specific
+    address offers only that address.  A machine with no address but
+    loopback gives a browser no path: the dashboard says so.
     """
     if host == "localhost":
-        return ["127.0.0.1/32"]
+        return list(ALL_ADDRESSES)
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
         return []  # another host name: let ICE offer the machine's addresses
-    if ip.is_unspecified:
-        return []
+    if ip.is_unspecified or ip.is_loopback:
+        return list(ALL_ADDRESSES)
     return [f"{ip}/{ip.max_prefixlen}"]
 
 

@@ -68,6 +68,14 @@ def restrict_host_addresses(networks: Sequence[str]) -> list[str]:
     flt = _HostAddressFilter([ipaddress.ip_network(n, strict=False) for n in networks])
     aioice.ice.get_host_addresses = flt
     kept = flt(True, True)
+    if kept and all(ipaddress.ip_address(a).is_loopback for a in kept):
+        log.info(
+            "ICE host candidates are loopback only (%s): Python viewers on this machine "
+            "can connect, browsers cannot (they never pair with a remote loopback "
+            "address) unless a TURN server is configured; add the LAN to [webrtc] "
+            "host_networks for them",
+            ", ".join(kept),
+        )
     if not kept:
         log.warning(
             "no local address is inside [webrtc] host_networks %s: viewers can only "

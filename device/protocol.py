@@ -46,11 +46,19 @@ class ByeReason(StrEnum):
 class ProtocolError(Exception):
     """A message the device refuses; becomes an ``error`` on the viewer's out topic."""
 
-    def __init__(self, code: ErrorCode, message: str, session: str | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        session: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.session = session
+        #: Further fields of the ``error`` message (``relay`` on a ``busy``).
+        self.extra = extra
 
 
 # --- topics -----------------------------------------------------------------

@@ -29,6 +29,7 @@ from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from .hub import MediaHub, Subscription
+from .ice_watch import IceWatch, split_offer
 from .keyframes import KeyframeRequestLimiter
 from .protocol import ByeReason, ErrorCode, IceCandidate, ProtocolError
 from .recording.playback import ClipPlayer
@@ -142,6 +143,7 @@ class Session:
         self.keyframe_requests = 0
         self.remote_candidates = 0  # in the offer plus trickled
         self._resolving: set[asyncio.Task[None]] = set()  # mDNS candidates being resolved
+        self.ice_watch = IceWatch(self.label)  # what ICE saw, for the log when it fails
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._pc.on("track", self._on_track)
         #: v1.1: a clip played instead of live (``video``/``audio`` are its feeds).
@@ -186,6 +188,14 @@ class Session:
                 self.id,
             )
         self.remote_candidates = candidates
+        for media in offered:
+            for c in media.ice_candidates:
+                if not 0 < c.port < 65536:
+                    raise ProtocolError(
+                        ErrorCode.BAD_REQUEST,
+                        f"unusable offer SDP: ICE candidate port {c.port} is not 1-65535",
+                        self.id,
+                    )
         if "video" not in kinds:
             raise ProtocolError(
                 ErrorCode.UNSUPPORTED, "the offer has no video m-line to receive H.264", self.id
@@ -217,8 +227,12 @@ class Session:
         self._hook_keyframe_requests(video.sender)
         self._hook_bandwidth_reports(video.sender, video_track.subscription)
 
+        # The viewer's mDNS candidates are resolved after the answer is out and its
+        # end-of-candidates never reaches aioice (see ice_watch.split_offer).
+        offer_for_aiortc, mdns_candidates, ended = split_offer(offer_sdp)
+        self.ice_watch.end_of_candidates = ended
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_for_aiortc, type="offer"))
         except Exception as exc:
             if self.closed:  # closed meanwhile: nobody waits for an answer or an error
                 return ""
@@ -248,6 +262,15 @@ class Session:
 
         if self.closed:
             return ""
+        self.ice_watch.attach(self._ice_connection())
+        for taken in mdns_candidates:
+            try:
+                ice = candidate_from_sdp(taken.line.removeprefix("candidate:"))
+            except (AssertionError, ValueError, IndexError):
+                continue  # aiortc would have refused it in the SDP as well
+            ice.sdpMid = taken.mid
+            ice.sdpMLineIndex = taken.mline_index
+            self._resolve_in_background(ice)
         try:
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:
@@ -283,7 +306,12 @@ class Session:
         if self.closed:
             return
         if candidate is None:
-            await self._pc.addIceCandidate(None)
+            # Not passed on: aioice would then fail the session as soon as its own
+            # check list is empty or failed, while the viewer's checks to the
+            # device's addresses (peer-reflexive candidates, the only way in when
+            # its mDNS names cannot be resolved) may still be on their way.  The
+            # connect timeout is the one deadline.
+            self.ice_watch.end_of_candidates = True
             return
         line = candidate.candidate.strip()
         if not line:  # browsers send "" to mean end-of-candidates for a section
@@ -303,11 +331,18 @@ class Session:
                 f"unreadable ICE candidate: {describe(exc, 'too few fields')}",
                 self.id,
             ) from None
+        if not 0 < ice.port < 65536:
+            # aioice would take it and then kill its own socket sending a check there.
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                f"unreadable ICE candidate: port {ice.port} is not 1-65535",
+                self.id,
+            )
         ice.sdpMid = candidate.sdp_mid
         ice.sdpMLineIndex = candidate.sdp_mline_index
         if is_mdns_hostname(ice.ip):
             self._resolve_in_background(ice)
-            await asyncio.sleep(0)  # its first step registers it with aioice (see below)
+            await asyncio.sleep(0)  # let its first step run: the query goes out now
         else:
             try:
                 await self._pc.addIceCandidate(ice)
@@ -322,9 +357,10 @@ class Session:
 
         Browsers hide LAN addresses behind mDNS names; aioice resolves each
         one, waiting up to a second when nobody answers (multicast blocked).
-        The viewer's next messages (more candidates, bye) need not wait for
-        that.  aioice counts the candidate as pending from the first step of
-        the task, so an end-of-candidates that follows still waits for it.
+        The viewer's next messages (more candidates, bye) and the answer (for
+        names in the offer) need not wait for that; a name nobody answers for
+        is only logged (the viewer's checks still find the path, see
+        ``add_candidate``).
         """
 
         async def add() -> None:
@@ -332,6 +368,14 @@ class Session:
                 await self._pc.addIceCandidate(ice)
             except Exception as exc:
                 log.info("%s: ICE candidate %s refused: %s", self.label, ice.ip, describe(exc))
+                return
+            address = self.ice_watch.mdns_outcome(ice.ip)
+            log.debug(
+                "%s: the viewer's mDNS name %s %s",
+                self.label,
+                ice.ip,
+                f"is {address}" if address else "was not resolved (no multicast answer)",
+            )
 
         task = asyncio.get_running_loop().create_task(add(), name=f"peercam-mdns-{self.label}")
         self._resolving.add(task)
@@ -412,7 +456,11 @@ class Session:
             if self._on_connected is not None:
                 self._on_connected(self)
         elif state == "failed" and not self.closed:
-            log.warning("%s: ICE/DTLS failed (viewer unreachable or gone)", self.label)
+            log.warning(
+                "%s: ICE/DTLS failed (viewer unreachable or gone): %s",
+                self.label,
+                self.ice_watch.report(),
+            )
             self._end(ByeReason.FAILED)
         elif state == "closed" and not self.closed:
             # aiortc says "closed" both when the viewer closed its peer
@@ -434,7 +482,10 @@ class Session:
     def _connect_timed_out(self) -> None:
         if self.state is not SessionState.CONNECTED and not self.closed:
             log.warning(
-                "%s: not connected after %.0f s; closing", self.label, self._connect_timeout
+                "%s: not connected after %.0f s; closing: %s",
+                self.label,
+                self._connect_timeout,
+                self.ice_watch.report(),
             )
             self._end(ByeReason.FAILED)
 
@@ -443,6 +494,14 @@ class Session:
         if self._close_task is None:
             self._start_close()
             self._on_end(self, reason)
+
+    def _ice_connection(self) -> object | None:
+        """The aioice connection under the (bundled) transports, once they exist."""
+        for transceiver in self._pc.getTransceivers():
+            dtls = transceiver.sender.transport
+            if dtls is not None:
+                return dtls.transport._connection
+        return None
 
     def path_description(self) -> str:
         """'host 127.0.0.1 ⇄ host 127.0.0.1' for the selected ICE pair, when known."""

@@ -45,6 +45,7 @@ from .protocol import (
 )
 from .recording.playback import ClipPlayer
 from .recording.recorder import Recorder
+from .relay.director import RelayDirector
 from .session import Session
 from .talkback import Speaker
 from .tasks import wait_tasks
@@ -112,6 +113,7 @@ class Signaling:
         open_door: Callable[[str], Awaitable[None]] | None = None,
         status_refresh: float = 0.0,
         clips: Recorder | None = None,
+        relay: RelayDirector | None = None,
     ) -> None:
         self.topics = topics
         self.webrtc = webrtc
@@ -138,6 +140,7 @@ class Signaling:
         self._open_door = open_door
         self._status_refresh = status_refresh  # seconds; 0 = publish on changes only
         self.clips = clips  # v1.1: recorded clips (record, delete-clip, offers with clip)
+        self.relay = relay  # [relay]: viewers beyond p2p_viewers watch through an SFU
 
     @property
     def call(self) -> str | None:
@@ -278,8 +281,23 @@ class Signaling:
 
     # --- handlers -----------------------------------------------------------------
 
-    def _check_capacity(self, viewer: str, session: str, replacing: int = 0) -> None:
-        if len(self.sessions) - replacing >= self.webrtc.max_viewers:
+    def _check_capacity(
+        self, viewer: str, session: str, replacing: int = 0, answers_call: bool = False
+    ) -> None:
+        limit = self.webrtc.max_viewers
+        if self.relay is not None and not answers_call:
+            limit = self.relay.p2p_limit(limit)
+        if len(self.sessions) - replacing >= limit:
+            if self.relay is not None and limit < self.webrtc.max_viewers:
+                # v1 viewers read a plain busy; v1.1 viewers find where to go in `relay`.
+                raise ProtocolError(
+                    ErrorCode.BUSY,
+                    f"this device serves {limit} viewer(s) peer-to-peer and the rest through "
+                    "its SFU relay (Janus): subscribe there as error.relay says (a viewer that "
+                    "cannot: try again later)",
+                    session,
+                    extra={"relay": self.relay.where()},
+                )
             raise ProtocolError(
                 ErrorCode.BUSY,
                 f"this device already serves {len(self.sessions)} of "
@@ -308,21 +326,32 @@ class Signaling:
             )
 
     async def _hello(self, viewer: str, session: str) -> None:
-        if (viewer, session) not in self.sessions:
+        relayed = (
+            self.relay is not None
+            and (viewer, session) not in self.sessions
+            and self.relay.place(
+                viewer,
+                session,
+                len(self.sessions) - self._replaceable(viewer),
+                self.webrtc.max_viewers,
+            )
+        )
+        if not relayed and (viewer, session) not in self.sessions:
             self._check_capacity(viewer, session, replacing=self._replaceable(viewer))
         d = self.description
-        await self._send(
-            viewer,
-            {
-                "type": "welcome",
-                "session": session,
-                "ice_servers": self.ice.for_viewer(viewer),
-                "ice_ttl": self.ice.ttl,
-                "video": d.video.as_message(),
-                "audio": {"codec": d.audio_codec} if d.audio_codec else None,
-                "talkback": d.talkback,
-            },
-        )
+        welcome: dict[str, object] = {
+            "type": "welcome",
+            "session": session,
+            "ice_servers": self.ice.for_viewer(viewer),
+            "ice_ttl": self.ice.ttl,
+            "video": d.video.as_message(),
+            "audio": {"codec": d.audio_codec} if d.audio_codec else None,
+            "talkback": d.talkback,
+        }
+        if relayed:
+            assert self.relay is not None
+            welcome["relay"] = self.relay.where()  # v1.1: subscribe there, do not offer
+        await self._send(viewer, welcome)
 
     def _viewer_sessions(self, viewer: str) -> list[Session]:
         return sorted(
@@ -355,7 +384,16 @@ class Signaling:
         # on.  A refused offer changes nothing.
         previous = self.sessions.get(key)  # the viewer restarts this session
         replacing = 1 if previous is not None else self._replaceable(viewer)
-        self._check_capacity(viewer, offer.session, replacing=replacing)
+        if self.relay is not None:
+            # A viewer that offers does not subscribe at the SFU (a v1 viewer told to
+            # in welcome, or one that is served peer-to-peer after all): no lease.
+            self.relay.drop(viewer, offer.session)
+        ringing = offer.call is not None and self.call == offer.call
+        # A clip plays only peer-to-peer (the SFU carries live video): like an answer,
+        # it may use the slots beyond [relay] p2p_viewers, up to max_viewers.
+        self._check_capacity(
+            viewer, offer.session, replacing=replacing, answers_call=ringing or player is not None
+        )
         oldest = self._viewer_sessions(viewer)[0] if replacing and previous is None else None
         self._check_handshakes(offer.session, leaving=(previous, oldest))
 
@@ -412,9 +450,11 @@ class Signaling:
         )
 
     async def _bye_from_viewer(self, viewer: str, session: str) -> None:
+        if self.relay is not None and session != ALL_SESSIONS:
+            self.relay.drop(viewer, session)
         if session == ALL_SESSIONS:
             targets = self._viewer_sessions(viewer)
-            if targets:
+            if targets or (self.relay is not None and self.relay.has_viewer(viewer)):
                 # Usually the viewer's last will.  But a broker that shuts
                 # down publishes every client's will before it drops us too:
                 # wait a moment, and keep the (peer-to-peer) sessions if our
@@ -444,6 +484,8 @@ class Signaling:
                 len(targets),
             )
             return
+        if self.relay is not None:
+            self.relay.drop_viewer(viewer)  # its leases too (relayed sessions)
         live = [t for t in targets if self._forget(t)]
         if live:
             log.info("%s is gone (last will or bye *): closing %d session(s)", viewer, len(live))
@@ -490,7 +532,9 @@ class Signaling:
         return await self._publish(self.topics.outbox(viewer), encode(message), False)
 
     async def _send_error(self, viewer: str, exc: ProtocolError) -> None:
-        await self._send(viewer, error_message(exc.code, exc.message, exc.session))
+        await self._send(
+            viewer, {**error_message(exc.code, exc.message, exc.session), **(exc.extra or {})}
+        )
 
     def _spawn(
         self, coro: Coroutine[Any, Any, object], name: str | None = None

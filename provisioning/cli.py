@@ -307,10 +307,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export import export
 
     registry = _open(args)
-    result = export(registry, dashboard=args.dashboard)
+    result = export(
+        registry, dashboard=args.dashboard, janus=args.janus, janus_public_ip=args.janus_public_ip
+    )
     registry.save()
     out = registry.root
     _out(f"wrote {', '.join(str(p.relative_to(out)) for p in result.written)}")
+    if args.janus:
+        _out(
+            f"Janus: sudo install -m 0644 {out}/janus/*.jcfg /etc/janus/ && "
+            "sudo systemctl restart janus   (then [relay] on the devices: docs/relay.md)"
+        )
     _out(f"refreshed {len(result.bundles)} device bundle(s) in {out / 'devices'}/")
     for warning in settings_warnings(registry):
         _out(f"warning: {warning}")
@@ -502,6 +509,18 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         action="store_true",
         help="also write www/ (the dashboard and its config.json) and, with --web-proxy, "
         "caddy/Caddyfile",
+    )
+    exp.add_argument(
+        "--janus",
+        action="store_true",
+        help="also write janus/: Janus's config for /etc/janus (the VideoRoom over WebSockets "
+        'on port 8188, nothing else), for [relay] mode = "janus" (docs/relay.md)',
+    )
+    exp.add_argument(
+        "--janus-public-ip",
+        default="",
+        metavar="IP",
+        help="the broker host's public address when it is behind NAT (Janus's nat_1_1_mapping)",
     )
     _with_func(exp, cmd_export)
     return parser

@@ -7,6 +7,7 @@ Writes into the registry folder (nothing outside it)::
     mosquitto/peercam.conf   listeners + the lines loading those files (0644)
     mosquitto/tls/           the broker's certificate and key, with a private CA
     coturn/turnserver.conf   coturn, with the shared secret            (0600)
+    janus/*.jcfg             Janus for /etc/janus: VideoRoom over WebSockets (with --janus)
     www/                     the dashboard + config.json (with --dashboard)
     caddy/Caddyfile          HTTPS for the dashboard and /mqtt (with --dashboard)
     devices/ID/peercam.toml  every device bundle, refreshed
@@ -15,6 +16,7 @@ Writes into the registry folder (nothing outside it)::
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from .bundle import write_bundle
 from .caddy import MQTT_PATH, render_caddyfile
 from .coturn import render_turnserver_conf
 from .files import ensure_dir, generate_secret, read_secret, write_file, write_secret
+from .janus import JanusSettings, janus_files
 from .mosquitto import render_acl, render_conf, render_passwd_file
 from .registry import Registry
 from .tls import tls_files
@@ -51,6 +54,21 @@ def ensure_turn_secret(registry: Registry) -> str | None:
     return read_secret(path)
 
 
+def write_janus_files(registry: Registry, public_ip: str = "") -> list[Path]:
+    """janus/: Janus's config for /etc/janus, using the site's coturn as its STUN server."""
+    s = registry.settings
+    if public_ip:
+        ipaddress.ip_address(public_ip)  # ValueError names the problem
+    settings = JanusSettings(
+        nat_1_1_mapping=public_ip,
+        stun_server=f"{s.turn_host}:{s.turn_port}" if s.turn_host and not public_ip else "",
+    )
+    out = registry.root / "janus"
+    ensure_dir(out)
+    files = janus_files(settings, "/etc/janus")
+    return [write_file(out / name, text, mode=0o644) for name, text in files.items()]
+
+
 def dashboard_source() -> Path:
     import peercam.dashboard as pkg
 
@@ -70,7 +88,9 @@ def dashboard_config(registry: Registry) -> dict[str, str]:
     return {"broker_url": url, "topic_prefix": s.topic_prefix}
 
 
-def export(registry: Registry, *, dashboard: bool = False) -> ExportResult:
+def export(
+    registry: Registry, *, dashboard: bool = False, janus: bool = False, janus_public_ip: str = ""
+) -> ExportResult:
     result = ExportResult()
     out = registry.root / "mosquitto"
     ensure_dir(out)
@@ -109,6 +129,8 @@ def export(registry: Registry, *, dashboard: bool = False) -> ExportResult:
         conf = render_turnserver_conf(registry.settings, secret)
         path = registry.root / "coturn" / "turnserver.conf"
         result.written.append(write_file(path, conf, mode=0o600))
+    if janus:
+        result.written += write_janus_files(registry, janus_public_ip)
     for device in sorted(registry.data.devices):
         result.bundles.append(write_bundle(registry, device))
     script = render_install_script(registry.settings, registry.root, dashboard=dashboard)

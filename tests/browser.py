@@ -1,10 +1,18 @@
 """Chromium under Playwright for tests: one place for the flags that keep it local and quiet.
 
 Debian's Chromium (``/usr/bin/chromium``) decodes H.264, which Playwright's
-own Chromium builds may not; the flags keep it from reaching anything but
-127.0.0.1 (no QUIC, no component updates, no sync, no background fetches)
-and let WebRTC use loopback host candidates with real addresses instead of
-mDNS names, which the daemon could not resolve.
+own Chromium builds may not.  ``QUIET_ARGS`` only keep it from reaching
+anything by itself (no QUIC, no component updates, no sync, no background
+fetches): its WebRTC behaves as people's does (host candidates hidden
+behind ``….local`` mDNS names, no pairing with a remote 127.0.0.1).
+``launch_chromium(default_webrtc=True)`` gives exactly that, and
+tests/test_default_browser.py watches the device with it inside network
+namespaces, multicast dropped.
+
+``LOOPBACK_WEBRTC_ARGS`` change WebRTC and are used only by the tests that
+run on the host's loopback without namespaces (the default
+``launch_chromium()``): there, 127.0.0.1 is the only address a test may
+use, and a default Chromium never pairs with it.
 """
 
 from __future__ import annotations
@@ -15,7 +23,8 @@ from typing import Any
 
 CHROMIUM = "/usr/bin/chromium"
 
-CHROMIUM_ARGS = [
+#: Keep Chromium quiet and runnable as root in a container; WebRTC untouched.
+QUIET_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",
@@ -23,15 +32,27 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+]
+#: Tests on the host's loopback only: pair with 127.0.0.1 and show real host
+#: addresses (a default Chromium does neither; see the module docstring).
+LOOPBACK_WEBRTC_ARGS = [
     "--allow-loopback-in-peer-connection",
     "--disable-features=WebRtcHideLocalIpsWithMdns",
 ]
+CHROMIUM_ARGS = [*QUIET_ARGS, *LOOPBACK_WEBRTC_ARGS]
 
 
 async def launch_chromium(
-    playwright: Any, *, extra_args: list[str] | None = None, executable_path: str = CHROMIUM
+    playwright: Any,
+    *,
+    extra_args: list[str] | None = None,
+    executable_path: str = CHROMIUM,
+    default_webrtc: bool = False,
 ) -> Any:
     """Launch headless Debian Chromium; the caller closes it (``await browser.close()``).
+
+    ``default_webrtc=True``: WebRTC as in a person's browser (mDNS host names,
+    no loopback pairing); otherwise with ``LOOPBACK_WEBRTC_ARGS``.
 
     ``playwright`` is what ``async_playwright()`` yields; returns a Playwright
     ``Browser``.  Usable directly in a fixture::
@@ -46,7 +67,7 @@ async def launch_chromium(
     return await playwright.chromium.launch(
         executable_path=executable_path,
         headless=True,
-        args=[*CHROMIUM_ARGS, *(extra_args or [])],
+        args=[*(QUIET_ARGS if default_webrtc else CHROMIUM_ARGS), *(extra_args or [])],
     )
 
 

@@ -30,6 +30,8 @@ DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard"
 PREFIX = "peercam"
 
 #: Chromium flags for talkback: a fake microphone (a beep) and no permission prompt.
+#: Granted media also makes Chromium show real host addresses instead of mDNS names;
+#: the default behaviour (no permission, mDNS, no loopback) is tests/test_default_browser.py.
 FAKE_MEDIA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 #: users -> passwords. Devices and viewers; "mallory" may connect but sees no device.
@@ -314,6 +316,9 @@ async def site_fixture() -> AsyncIterator[str]:
 
 @pytest.fixture(name="chromium")
 async def chromium_fixture() -> AsyncIterator[Any]:
+    """Chromium for the dashboard tests on the host's loopback: the loopback WebRTC flags
+    (tests.browser: 127.0.0.1 is the only address these tests may use) and a fake
+    microphone for talkback."""
     from playwright.async_api import async_playwright
 
     from tests.browser import launch_chromium

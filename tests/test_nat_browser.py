@@ -72,7 +72,10 @@ async def test_chromium_relay_only_decodes_through_coturn(
     daemon = await lab_daemon(ice_servers=ALL_URLS)
     query = urlencode({"broker": f"ws://{PUBLIC_IP}:8083", "device": "frontdoor"})
     async with async_playwright() as pw:
-        browser = await launch_chromium(pw, executable_path=str(chromium_in(lab)))
+        # As people run it: relay-only needs no WebRTC flags.
+        browser = await launch_chromium(
+            pw, executable_path=str(chromium_in(lab)), default_webrtc=True
+        )
         try:
             page = await browser.new_page()
             console: list[str] = []

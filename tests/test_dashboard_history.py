@@ -101,7 +101,7 @@ async def test_history_plays_downloads_and_deletes_a_missed_ring_while_live_goes
         f"about {expected} frames decoded",
     )
     assert decoded <= entry["duration"] * FPS + 3
-    await alice.screenshot(path=shot("history-playback.png"))
+    await alice.screenshot(path=shot("history-playback.png"), full_page=True)
 
     # download it: the MP4's exact bytes
     async with alice.expect_download(timeout=30_000) as info:

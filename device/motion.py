@@ -58,6 +58,9 @@ class MotionDetector:
         self._on_moving = on_moving
         self._clock = clock
         self._previous: np.ndarray | None = None
+        self._previous_at = float("-inf")
+        #: Pictures further apart than this are not compared (the camera restarted).
+        self._max_gap = max(2.0, 5.0 / config.fps)
         self._mask: np.ndarray | None = None
         self._watched = 1
         self.active = False
@@ -72,8 +75,11 @@ class MotionDetector:
     def feed(self, picture: np.ndarray) -> bool:
         """One small luma picture (2-D uint8); returns whether it moved."""
         self.pictures += 1
+        now = self._clock()
         previous, self._previous = self._previous, picture
-        if previous is None or previous.shape != picture.shape:
+        gap, self._previous_at = now - self._previous_at, now
+        if previous is None or previous.shape != picture.shape or gap > self._max_gap:
+            # first picture, or after a camera restart / stall: a new baseline, not motion
             self._mask = zone_mask(picture.shape, self.config.zones)
             self._watched = max(1, int(self._mask.sum()))
             return False
@@ -81,7 +87,6 @@ class MotionDetector:
         moved = np.count_nonzero((diff > self.config.threshold) & self._mask)
         self.level = 100.0 * moved / self._watched
         moving = self.level >= self.config.sensitivity
-        now = self._clock()
         if moving:
             self._last_moving = now
         if self.active:

@@ -97,6 +97,21 @@ def test_one_visit_is_one_event_and_a_second_within_min_interval_is_not() -> Non
     assert said == ["start", "end 4.0"], said
 
 
+def test_a_gap_in_the_pictures_is_a_new_baseline_not_motion() -> None:
+    """After a camera restart the scene may differ (exposure, a door left open)."""
+    clock = Clock()
+    said: list[str] = []
+    detector = MotionDetector(
+        MotionConfig(enabled=True), on_start=lambda: said.append("start"), on_end=print, clock=clock
+    )
+    detector.feed(scene(None))
+    clock.now += 10  # the camera was off for 10 s
+    detector.feed(scene(40))
+    clock.now += 0.2
+    detector.feed(scene(40))
+    assert said == []
+
+
 def test_still_scene_and_motion_outside_zones_say_nothing() -> None:
     assert run_detector(MotionConfig(enabled=True), [scene(None)] * 30) == []
     # the block walks only in the right half; only the left half is watched

@@ -126,6 +126,10 @@ class CallLog:
         self._jpegs[call] = jpeg
         return True
 
+    def latest_snapshot(self) -> bytes | None:
+        """The JPEG of the newest call that has one (Home Assistant's image entity)."""
+        return next((self._jpegs[r.call] for r in self.records if r.call in self._jpegs), None)
+
     # --- publishing ---------------------------------------------------------------
 
     def message(self) -> dict[str, object]:

@@ -79,8 +79,12 @@ class CallManager:
 
     # --- inputs -------------------------------------------------------------------
 
-    def press(self) -> None:
-        """The call button went down (on the loop thread)."""
+    def press(self) -> str:
+        """The call button went down (on the loop thread).
+
+        Returns what it did: ``"ring"`` (a new call), ``"again"`` (the call already
+        rings), ``"call"`` (during an answered call) or ``"bounce"`` (ignored).
+        """
         self.presses += 1
         now = self._clock()
         if now - self._last_press < self.config.min_press_interval:
@@ -92,20 +96,23 @@ class CallManager:
                     self._ignored_presses,
                     self.config.min_press_interval,
                 )
-            return
+            return "bounce"
         self._last_press = now
         self._ignored_presses = 0
         if self.state is CallState.IDLE:
             self._ring()
-        elif self.state is CallState.RINGING:
+            return "ring"
+        if self.state is CallState.RINGING:
             log.info("call button pressed again: call %s is already ringing", self.call)
-        elif self.config.press_during_call == "hangup" and self.answered_by is not None:
+            return "again"
+        if self.config.press_during_call == "hangup" and self.answered_by is not None:
             viewer, session = self.answered_by
             log.info("call button pressed during call %s: hanging up on %s", self.call, viewer)
             self._spawn(self.hooks.hang_up(viewer, session))
             self._to_idle()
         else:
             log.info("call button pressed during call %s: ignored", self.call)
+        return "call"
 
     def claim(self, viewer: str, session: str, call: str) -> bool:
         """An offer carrying ``call``: True when this session is (still) the answering one.
@@ -175,6 +182,12 @@ class CallManager:
                 left,
             )
             self._timer = asyncio.get_running_loop().call_later(left, self._missed, self.call)
+
+    def answering_viewer(self) -> str | None:
+        """The viewer in the answered call, if a call is answered."""
+        if self.state is CallState.ANSWERED and self.answered_by is not None:
+            return self.answered_by[0]
+        return None
 
     def is_answering(self, viewer: str) -> bool:
         return (

@@ -24,6 +24,7 @@ commands:
   peercam dashboard --port 8080         serve the browser dashboard alone (e.g. on the broker host)
   peercam run --config /etc/peercam/peercam.toml
   peercam check --config /etc/peercam/peercam.toml
+  peercam ha-remove --config /etc/peercam/peercam.toml   remove the device from Home Assistant
   peercam provision --help              enrol devices and viewers, generate broker files
 
 The config file is TOML; see peercam.example.toml and docs/configuration.md.
@@ -124,6 +125,21 @@ def cmd_check(args: argparse.Namespace) -> int:
     return asyncio.run(run_checks(config))
 
 
+def cmd_ha_remove(args: argparse.Namespace) -> int:
+    from .homeassistant import remove_from_homeassistant
+
+    config = _load(args.config)
+    ok = asyncio.run(remove_from_homeassistant(config))
+    if ok:
+        print(
+            f"device {config.device.id!r}: discovery configs cleared under "
+            f"{config.homeassistant.discovery_prefix}/ (Home Assistant removes its entities)"
+        )
+        return 0
+    print("peercam ha-remove: the broker did not take every removal (see the log)", file=sys.stderr)
+    return 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     try:
         from .demo import run_demo
@@ -142,6 +158,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             height=args.height,
             fps=args.fps,
             stop=stop,
+            homeassistant=args.homeassistant,
         )
         return 0
 
@@ -249,6 +266,24 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--fake-hardware", action="store_true", help=FAKE_HARDWARE_HELP)
     check.set_defaults(func=cmd_check)
 
+    ha_remove = sub.add_parser(
+        "ha-remove",
+        help="remove this device from Home Assistant (clear its MQTT discovery configs)",
+        description="Connect as the device and publish empty retained messages on every "
+        "discovery config topic it may have published (and its ring snapshot): Home "
+        "Assistant removes the device and its entities. Run it after stopping the daemon (a "
+        "running one with [homeassistant] enabled publishes them again), before uninstalling; "
+        "a daemon started with [homeassistant] enabled = false does the same by itself.",
+    )
+    ha_remove.add_argument(
+        "--config",
+        "-c",
+        default=DEFAULT_CONFIG,
+        help=f"TOML config file (default {DEFAULT_CONFIG})",
+    )
+    ha_remove.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
+    ha_remove.set_defaults(func=cmd_ha_remove)
+
     demo = sub.add_parser(
         "demo",
         help="broker + test camera + web page on this machine",
@@ -267,6 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--width", type=int, default=1280)
     demo.add_argument("--height", type=int, default=720)
     demo.add_argument("--fps", type=int, default=30)
+    demo.add_argument(
+        "--homeassistant",
+        action="store_true",
+        help="publish Home Assistant MQTT discovery (off by default): point Home Assistant's "
+        "MQTT integration at the printed broker and the demo doorbell appears there",
+    )
     demo.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
     demo.set_defaults(func=cmd_demo)
 

@@ -447,6 +447,29 @@ class DiagnosticsConfig(_Section):
     resources_every: Annotated[float, Field(ge=0, le=86400)] = 3600.0
 
 
+class HomeAssistantConfig(_Section):
+    """Home Assistant MQTT discovery (docs/home-assistant.md)."""
+
+    #: Publish discovery configs so the device appears in Home Assistant by itself.
+    #: Off: configs this device published before are removed (empty retained messages).
+    enabled: bool = False
+    #: Home Assistant's discovery prefix (its MQTT integration's setting).
+    discovery_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "homeassistant"
+    #: Home Assistant's MQTT user name: its commands (the "open door" button) arrive on
+    #: ``{prefix}/{device}/in/{user}``, and ``[gpio] door_openers`` may list it.
+    user: Annotated[str, Field(pattern=ID_PATTERN)] = "homeassistant"
+    #: The dashboard's address, shown in Home Assistant as the device's link ("" = none).
+    dashboard_url: str = ""
+
+    @field_validator("dashboard_url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if url and (parts.scheme not in ("http", "https") or not parts.hostname):
+            raise ValueError("expected an http:// or https:// address, e.g. https://cam.example")
+        return url
+
+
 class Config(_Section):
     device: DeviceConfig = DeviceConfig()
     mqtt: MqttConfig = MqttConfig()
@@ -459,6 +482,7 @@ class Config(_Section):
     diagnostics: DiagnosticsConfig = DiagnosticsConfig()
     motion: MotionConfig = MotionConfig()
     recording: RecordingConfig = RecordingConfig()
+    homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     relay: RelayConfig = RelayConfig()
     #: The file this came from (for messages); not a TOML key.
     source_path: Annotated[str, Field(exclude=True)] = ""

@@ -13,6 +13,8 @@ from .call_log import CallLog
 from .calls import CallHooks, CallManager, CallState
 from .config import Config
 from .gpio import GpioPanel, mock_pin_factory, open_panel
+from .homeassistant import HomeAssistantBridge, discovery_device
+from .homeassistant import describe as describe_homeassistant
 from .hub import NO_IDR_ON_JOIN_ENV, MediaHub
 from .ice import IceServers, restrict_host_addresses
 from .ice_health import IceHealth
@@ -58,6 +60,7 @@ class Daemon:
         self.motion: MotionDetector | None = None
         self._motion_fault: str | None = None
         self._event_tasks: set[asyncio.Future[bool]] = set()
+        self.homeassistant: HomeAssistantBridge | None = None
         self.relay: RelayDirector | None = None
         self.ready = asyncio.Event()
         self.notifier = Notifier()  # systemd Type=notify; does nothing outside systemd
@@ -87,6 +90,7 @@ class Daemon:
             "faults": faults,
             "button": self.panel is not None,
             "door": self.panel is not None and self.panel.door is not None,
+            "call_state": str(self.calls.state) if self.calls is not None else "idle",
             "replies": self.speaker.replies() if self.speaker is not None else [],
         }
         source = self.video.source
@@ -148,7 +152,7 @@ class Daemon:
                 indicate=self._indicate,
                 hold_media=self.video.hold,
                 release_media=self.video.release,
-                snapshot=lambda: take_snapshot(self.video),
+                snapshot=self._take_snapshot,
                 hang_up=self._hang_up,
             ),
             CallLog(
@@ -158,7 +162,7 @@ class Daemon:
         self.panel, why = open_panel(
             cfg.gpio,
             asyncio.get_running_loop(),
-            on_press=self.calls.press,
+            on_press=self._on_press,
             on_stuck=self._on_button_stuck,
             pin_factory=self.pin_factory,
         )
@@ -203,15 +207,17 @@ class Daemon:
             clips=self.recorder,
             relay=self.relay,
         )
+        self._build_homeassistant()
         offline = encode(self.signaling.status("offline"))
         self.link = MqttLink(
             cfg.mqtt,
             client_id=f"peercam-{cfg.device.id}",
             password=cfg.read_mqtt_password(),
             will=LastWill(self.topics.status, offline),
-            subscriptions=[self.topics.inbox_filter],
+            subscriptions=[self.topics.inbox_filter, *self.homeassistant.subscriptions],
             ignore_retained=True,
-            on_message=self.signaling.on_message,
+            retained_ok=self.homeassistant.subscriptions,  # a retained birth message counts
+            on_message=self._on_message,
             on_connect=self._on_connect,
             on_disconnect=self._on_link_lost,
         )
@@ -296,6 +302,33 @@ class Daemon:
             await asyncio.sleep(every)
             self.walk_visitor()
 
+    def _build_homeassistant(self) -> None:
+        cfg = self.config
+        ha = cfg.homeassistant
+        door = self.panel is not None and self.panel.door is not None
+        device = discovery_device(cfg, door=door)
+        if ha.enabled and door and ha.user not in cfg.gpio.door_openers:
+            log.info(
+                "Home Assistant gets no open-door button: %r is not in [gpio] door_openers",
+                ha.user,
+            )
+        self.homeassistant = HomeAssistantBridge(ha, device, self._publish)
+        if self.calls is not None:
+            self.homeassistant.remember_snapshot(self.calls.log.latest_snapshot())
+        log.info("%s", describe_homeassistant(ha, device))
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        assert self.signaling is not None and self.homeassistant is not None
+        if not self.homeassistant.on_message(topic, payload):
+            self.signaling.on_message(topic, payload)
+
+    async def _take_snapshot(self) -> bytes | None:
+        assert self.video is not None
+        jpeg = await take_snapshot(self.video)
+        if jpeg is not None and self.homeassistant is not None:
+            self.homeassistant.snapshot(jpeg)  # queued: the call log publishes its copy now
+        return jpeg
+
     def _build_relay(self, ice: IceServers) -> RelayDirector | None:
         """[relay] mode = "janus": the publisher and who watches through it."""
         cfg = self.config
@@ -354,8 +387,15 @@ class Daemon:
         """Ring as if the button were pressed (SIGUSR1 with fake hardware; the demo's ring)."""
         if self.panel is not None and self.panel.simulate_press():
             return  # through the mock pin, like a finger would
-        if self.calls is not None:
-            self.calls.press()
+        self._on_press()
+
+    def _on_press(self) -> None:
+        """A press (the pin, SIGUSR1 or the demo): the call machine, then Home Assistant."""
+        if self.calls is None:
+            return
+        if self.calls.press() in ("ring", "again") and self.homeassistant is not None:
+            # every counted press fires the doorbell event, also while the call rings
+            self.homeassistant.fire("ring", call=self.calls.call, at=round(time.time(), 3))
 
     async def _publish_event(self, message: dict[str, object]) -> bool:
         if self.recorder is not None:
@@ -394,7 +434,18 @@ class Daemon:
                 ErrorCode.UNAUTHORIZED,
                 f"viewer {viewer!r} may not open the door (not in [gpio] door_openers)",
             )
-        if self.calls is None or not self.calls.is_answering(viewer):
+        ha = self.config.homeassistant
+        if ha.enabled and viewer == ha.user:
+            # Home Assistant cannot be in a call itself: it may open only while a call
+            # is answered by a viewer who may open the door (docs/home-assistant.md).
+            answerer = self.calls.answering_viewer() if self.calls is not None else None
+            if answerer is None or answerer not in gpio.door_openers:
+                raise ProtocolError(
+                    ErrorCode.UNAUTHORIZED,
+                    "Home Assistant opens the door only during a call answered by a viewer "
+                    "in [gpio] door_openers",
+                )
+        elif self.calls is None or not self.calls.is_answering(viewer):
             raise ProtocolError(
                 ErrorCode.UNAUTHORIZED, "the door opens only for the viewer in the current call"
             )
@@ -413,6 +464,8 @@ class Daemon:
     async def _on_connect(self) -> None:
         assert self.signaling is not None
         await self.signaling.publish_status()
+        if self.homeassistant is not None:
+            self.homeassistant.connected()  # queued for its own task
         if self.calls is not None:
             await self.calls.log.republish_all()
         if self.recorder is not None:
@@ -434,6 +487,8 @@ class Daemon:
         self._build()
         assert self.link is not None and self.signaling is not None and self.video is not None
         self.signaling.start()
+        assert self.homeassistant is not None
+        self.homeassistant.start()
         if self.ice_health is not None:
             self.ice_health.start()
         if self.relay is not None:
@@ -468,6 +523,8 @@ class Daemon:
             await self.signaling.close(ByeReason.SHUTDOWN)
             if self.recorder is not None:
                 await self.recorder.close()
+            if self.homeassistant is not None:
+                await self.homeassistant.close()
             if self.relay is not None:
                 await self.relay.close()
             if self.link.connected.is_set():

@@ -94,7 +94,13 @@ def _is_loopback(host: str) -> bool:
 
 
 def demo_config(
-    mqtt_url: str, *, host: str = "127.0.0.1", width: int = 1280, height: int = 720, fps: int = 30
+    mqtt_url: str,
+    *,
+    host: str = "127.0.0.1",
+    width: int = 1280,
+    height: int = 720,
+    fps: int = 30,
+    homeassistant_url: str | None = None,
 ) -> Config:
     """The daemon configuration of the demo; raises ConfigError on a bad size or rate."""
     data: dict[str, Any] = {
@@ -116,6 +122,8 @@ def demo_config(
         "audio": {"source": "none"},
         "webrtc": {"max_viewers": 4, "ice_servers": [], "host_networks": host_networks_for(host)},
     }
+    if homeassistant_url is not None:  # --homeassistant: discovery on, the page as its link
+        data["homeassistant"] = {"enabled": True, "dashboard_url": homeassistant_url}
     return config_from_dict(data, source_path="<peercam demo>")
 
 
@@ -163,6 +171,7 @@ async def run_demo(
     width: int = 1280,
     height: int = 720,
     fps: int = 30,
+    homeassistant: bool = False,
 ) -> None:
     """Run broker + daemon + web page until ``stop`` is set (or the task is cancelled).
 
@@ -210,7 +219,14 @@ async def run_demo(
             page_config(browser_broker_url(broker)), indent=2
         ).encode()
 
-        config = demo_config(broker.tcp_url, host=host, width=width, height=height, fps=fps)
+        config = demo_config(
+            broker.tcp_url,
+            host=host,
+            width=width,
+            height=height,
+            fps=fps,
+            homeassistant_url=web.url if homeassistant else None,
+        )
         daemon = Daemon(config, fake_hardware=True)
 
         async def ring() -> dict[str, object]:
@@ -227,6 +243,13 @@ async def run_demo(
             f"peercam demo: open {web.url} in a browser (Ctrl+C to stop)",
             flush=True,
         )
+        if homeassistant:
+            print(
+                f"peercam demo: Home Assistant: add the MQTT integration with broker "
+                f"{host}, port {broker.tcp_port}, "
+                "no user name (this demo broker is open to anyone who reaches it)",
+                flush=True,
+            )
         if open_browser:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(webbrowser.open, web.url)

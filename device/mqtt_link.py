@@ -87,6 +87,7 @@ class MqttLink:
         on_disconnect: Callable[[], None] | None = None,
         max_backoff: float = 30.0,
         ignore_retained: bool = False,
+        retained_ok: Sequence[str] = (),
     ) -> None:
         self._cfg = cfg
         self._client_id = client_id
@@ -100,6 +101,7 @@ class MqttLink:
         # Viewers' messages are never retained (PROTOCOL.md); a retained one is
         # left over (or planted) and would be replayed at every reconnection.
         self._ignore_retained = ignore_retained
+        self._retained_ok = frozenset(retained_ok)  # exact topics exempt from that rule
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
         self.connections = 0
@@ -162,7 +164,11 @@ class MqttLink:
                     self.connected.set()
                     await self._on_connect()
                     async for message in client.messages:
-                        if message.retain and self._ignore_retained:
+                        if (
+                            message.retain
+                            and self._ignore_retained
+                            and str(message.topic) not in self._retained_ok
+                        ):
                             log.warning(
                                 "ignored a retained message on %s: messages to the device are "
                                 "never retained (a viewer published it with the retain flag; "

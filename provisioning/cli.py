@@ -30,6 +30,7 @@ examples:
   peercam provision viewer add alice --device frontdoor           # prints alice's password once
   peercam provision grant bob frontdoor
   peercam provision init --public-host broker.example.net --web-proxy   # HTTPS via Caddy
+  peercam provision homeassistant add                             # Home Assistant's MQTT user
   peercam provision export --dashboard
 Secrets are written 0600 and never printed, except a generated viewer password (once).
 """
@@ -300,6 +301,90 @@ def cmd_list(args: argparse.Namespace) -> int:
     _out(f"viewers ({len(data.viewers)}):")
     for name, viewer in sorted(data.viewers.items()):
         _out(f"  {name:<20} watches: {', '.join(viewer.devices) or 'nothing'}")
+    if data.homeassistant is not None:
+        seen = ", ".join(registry.homeassistant_devices()) or "nothing"
+        _out(f"Home Assistant: user {data.homeassistant.user!r}, sees: {seen}")
+    return 0
+
+
+def homeassistant_broker(registry: Registry) -> tuple[str, int, bool]:
+    """(host, port, tls) Home Assistant's MQTT integration connects to."""
+    from urllib.parse import urlsplit
+
+    s = registry.settings
+    host = urlsplit(s.broker_url).hostname if s.broker_url else ""
+    host = host or s.public_host or "BROKER-HOST"
+    if s.tls:
+        return host, s.mqtts_port, True
+    return host, s.mqtt_port, False
+
+
+def cmd_homeassistant_add(args: argparse.Namespace) -> int:
+    registry = _open(args)
+    password, generated = _read_password(args)
+    party = registry.add_homeassistant(
+        hash_password(password),
+        user=args.user,
+        devices=args.device or None,
+        discovery_prefix=args.discovery_prefix,
+    )
+    registry.save()
+    seen = ", ".join(registry.homeassistant_devices()) or "no device yet"
+    later = " (and every device added later)" if party.all_devices else ""
+    _out(f"Home Assistant's MQTT user {party.user!r} added; it sees: {seen}{later}")
+    _print_homeassistant_steps(registry, password if generated else None)
+    return 0
+
+
+def _print_homeassistant_steps(registry: Registry, password: str | None) -> None:
+    party = registry.homeassistant()
+    host, port, tls = homeassistant_broker(registry)
+    _out("")
+    _out("In Home Assistant: Settings > Devices & services > Add integration > MQTT, enter:")
+    _out(f"  Broker:    {host}")
+    _out(f"  Port:      {port}")
+    _out(f"  Username:  {party.user}")
+    if password is not None:
+        _out(f"  Password:  {password}")
+        _out("             (shown once: the registry keeps only its hash)")
+    else:
+        _out("  Password:  the one you chose")
+    if tls:
+        ca = " and upload ca.crt from the registry's tls/ folder" * registry.settings.private_ca
+        _out(f"  Advanced options: Broker certificate validation on{ca}; protocol TLS")
+    _out(f"  Discovery prefix (MQTT options): {registry.settings.ha_discovery_prefix}")
+    _out("")
+    _out(
+        f'The "Open door" button appears only where a door strike is wired and the Pi\'s '
+        f"[gpio] door_openers lists {party.user!r}; it opens only during a call answered "
+        "by a viewer who may open the door."
+    )
+    _out("next: `peercam provision export`, install its files on the broker host, reload it;")
+    _out("      copy each device's refreshed peercam.toml ([homeassistant]) to its Pi")
+
+
+def cmd_homeassistant_password(args: argparse.Namespace) -> int:
+    registry = _open(args)
+    party = registry.homeassistant()
+    password, generated = _read_password(args)
+    party.password_hash = hash_password(password)
+    registry.save()
+    _out(f"Home Assistant's MQTT user {party.user!r}: password changed")
+    _print_homeassistant_steps(registry, password if generated else None)
+    return 0
+
+
+def cmd_homeassistant_remove(args: argparse.Namespace) -> int:
+    registry = _open(args)
+    party = registry.homeassistant()
+    registry.data.homeassistant = None
+    registry.save()
+    _out(f"Home Assistant's MQTT user {party.user!r} removed")
+    _out(
+        "devices keep the right to clear their discovery configs: with the refreshed "
+        "bundles ([homeassistant] enabled = false) each removes its entities when it restarts"
+    )
+    _out(NEXT_STEP)
     return 0
 
 
@@ -497,6 +582,43 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     revoke.add_argument("viewer")
     revoke.add_argument("device")
     _with_func(revoke, cmd_revoke)
+
+    ha = sub.add_parser(
+        "homeassistant",
+        help="Home Assistant's MQTT user (discovery: the doorbell appears there by itself)",
+        **common,
+    )
+    hsub = ha.add_subparsers(dest="homeassistant_command", metavar="ACTION")
+    ha.set_defaults(provision_parser=ha)
+    hadd = hsub.add_parser(
+        "add",
+        help="create Home Assistant's MQTT user with exactly the ACL it needs; prints what "
+        "to enter in Home Assistant's MQTT integration",
+        **common,
+    )
+    hadd.add_argument(
+        "--device",
+        action="append",
+        help="a device Home Assistant may see; repeatable (default: every device, "
+        "including ones added later)",
+    )
+    hadd.add_argument(
+        "--user", default="homeassistant", help="its MQTT user name (default homeassistant)"
+    )
+    hadd.add_argument(
+        "--discovery-prefix",
+        default="homeassistant",
+        help="Home Assistant's MQTT discovery prefix (default homeassistant)",
+    )
+    password_options(hadd)
+    _with_func(hadd, cmd_homeassistant_add)
+    hpw = hsub.add_parser("password", help="a new password for Home Assistant's user", **common)
+    password_options(hpw)
+    _with_func(hpw, cmd_homeassistant_password)
+    hrm = hsub.add_parser(
+        "remove", help="remove Home Assistant's user (devices then remove their entities)", **common
+    )
+    _with_func(hrm, cmd_homeassistant_remove)
 
     lst = sub.add_parser("list", help="devices, viewers and grants (no secrets)", **common)
     _with_func(lst, cmd_list)

@@ -26,13 +26,35 @@ VIEWER_READ = ("status", "events", "calls", "snapshot/#", "clips", "thumb/#")
 
 @dataclass(frozen=True, slots=True)
 class AclRule:
-    access: str  # "read" | "write"
+    access: str  # "read" | "write" | "readwrite"
     topic: str
 
 
-def device_rules(prefix: str, device: str) -> list[AclRule]:
+#: Topics below ``{prefix}/{device}/`` Home Assistant reads (docs/home-assistant.md).
+HOMEASSISTANT_READ = ("status", "ha/event", "ha/snapshot")
+
+
+def device_rules(prefix: str, device: str, discovery_prefix: str = "") -> list[AclRule]:
     base = f"{prefix}/{device}"
-    return [AclRule("read", f"{base}/in/+"), AclRule("write", f"{base}/#")]
+    rules = [AclRule("read", f"{base}/in/+"), AclRule("write", f"{base}/#")]
+    if discovery_prefix:  # its own discovery configs, and Home Assistant's birth message
+        rules.append(AclRule("write", f"{discovery_prefix}/+/peercam_{device}/+/config"))
+        rules.append(AclRule("read", f"{discovery_prefix}/status"))
+    return rules
+
+
+def homeassistant_rules(
+    prefix: str, user: str, discovery_prefix: str, devices: list[str]
+) -> list[AclRule]:
+    """Discovery (its own namespace: birth, last will, deleting a device in its UI), each
+    granted device's status, doorbell events and ring snapshot, and its own inbox for the
+    button."""
+    rules = [AclRule("readwrite", f"{discovery_prefix}/#")]
+    for device in sorted(devices):
+        base = f"{prefix}/{device}"
+        rules += [AclRule("read", f"{base}/{topic}") for topic in HOMEASSISTANT_READ]
+        rules.append(AclRule("write", f"{base}/in/{user}"))
+    return rules
 
 
 def viewer_rules(prefix: str, viewer: str, devices: list[str]) -> list[AclRule]:
@@ -52,10 +74,11 @@ def render_acl(registry: Registry) -> str:
         "# Users that appear in no block below may neither read nor write anything.",
         "",
     ]
+    discovery = registry.settings.ha_discovery_prefix
     for name in sorted(registry.data.devices):
         lines.append(f"# device {name}: reads its inbox, writes under its own prefix")
         lines.append(f"user {name}")
-        lines += [f"topic {r.access} {r.topic}" for r in device_rules(prefix, name)]
+        lines += [f"topic {r.access} {r.topic}" for r in device_rules(prefix, name, discovery)]
         lines.append("")
     for name, viewer in sorted(registry.data.viewers.items()):
         granted = ", ".join(viewer.devices) or "nothing"
@@ -63,12 +86,26 @@ def render_acl(registry: Registry) -> str:
         lines.append(f"user {name}")
         lines += [f"topic {r.access} {r.topic}" for r in viewer_rules(prefix, name, viewer.devices)]
         lines.append("")
+    ha = registry.data.homeassistant
+    if ha is not None:
+        seen = registry.homeassistant_devices()
+        lines.append(
+            f"# Home Assistant ({ha.user}): discovery, and sees {', '.join(seen) or 'nothing'}"
+        )
+        lines.append(f"user {ha.user}")
+        rules = homeassistant_rules(prefix, ha.user, discovery, seen)
+        lines += [f"topic {r.access} {r.topic}" for r in rules]
+        lines.append("")
     return "\n".join(lines)
 
 
 def render_passwd_file(registry: Registry) -> str:
     entries = [(name, d.password_hash) for name, d in registry.data.devices.items()]
     entries += [(name, v.password_hash) for name, v in registry.data.viewers.items()]
+    if registry.data.homeassistant is not None:
+        entries.append(
+            (registry.data.homeassistant.user, registry.data.homeassistant.password_hash)
+        )
     return render_passwd(entries)
 
 

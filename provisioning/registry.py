@@ -110,6 +110,10 @@ class Settings(_Model):
     turn_external_ip: str = ""
     #: Networks coturn may relay to although they are private (e.g. the Pi's LAN).
     turn_allowed_peers: list[str] = []
+    #: Home Assistant's discovery prefix, set once Home Assistant was added: devices may
+    #: then write their discovery configs under it (also to remove them after
+    #: ``homeassistant remove``). "" = Home Assistant never used here.
+    ha_discovery_prefix: Annotated[str, Field(pattern=r"^([A-Za-z0-9_-]{1,64})?$")] = ""
 
     @field_validator("broker_url")
     @classmethod
@@ -220,11 +224,25 @@ class Viewer(_Model):
     devices: list[str] = []
 
 
+class HomeAssistantParty(_Model):
+    """Home Assistant's MQTT user (docs/home-assistant.md): one per registry."""
+
+    user: Annotated[str, Field(pattern=ID_PATTERN)] = "homeassistant"
+    password_hash: str
+    #: Every device, including ones added later; else only ``devices``.
+    all_devices: bool = True
+    devices: list[str] = []
+
+    def sees(self, device: str) -> bool:
+        return self.all_devices or device in self.devices
+
+
 class RegistryData(_Model):
     version: int = FORMAT_VERSION
     settings: Settings = Settings()
     devices: dict[str, Device] = {}
     viewers: dict[str, Viewer] = {}
+    homeassistant: HomeAssistantParty | None = None
 
 
 class Registry:
@@ -301,6 +319,11 @@ class Registry:
             raise ProvisionError(f"{ident!r} is already a device (ids are MQTT user names)")
         if ident in self.data.viewers:
             raise ProvisionError(f"{ident!r} is already a viewer (ids are MQTT user names)")
+        ha = self.data.homeassistant
+        if ha is not None and ident == ha.user:
+            raise ProvisionError(
+                f"{ident!r} is Home Assistant's MQTT user (ids are MQTT user names)"
+            )
 
     def device(self, ident: str) -> Device:
         try:
@@ -348,7 +371,49 @@ class Registry:
             if ident in viewer.devices:
                 viewer.devices = [d for d in viewer.devices if d != ident]
                 affected.append(name)
+        ha = self.data.homeassistant
+        if ha is not None and ident in ha.devices:
+            ha.devices = [d for d in ha.devices if d != ident]
         return affected
+
+    def homeassistant_devices(self) -> list[str]:
+        """The devices Home Assistant may see (none without Home Assistant)."""
+        ha = self.data.homeassistant
+        return [d for d in sorted(self.data.devices) if ha is not None and ha.sees(d)]
+
+    def add_homeassistant(
+        self,
+        password_hash: str,
+        *,
+        user: str = "homeassistant",
+        devices: list[str] | None = None,
+        discovery_prefix: str = "homeassistant",
+    ) -> HomeAssistantParty:
+        """Home Assistant's MQTT user: every device (``devices`` None) or those listed."""
+        if self.data.homeassistant is not None:
+            raise ProvisionError(
+                f"Home Assistant is already enrolled as {self.data.homeassistant.user!r} "
+                "(`homeassistant remove` first, or `homeassistant password` for a new password)"
+            )
+        self._check_new_id(user, "Home Assistant user")
+        for dev in devices or []:
+            self.device(dev)
+        self.update_settings(ha_discovery_prefix=discovery_prefix)
+        party = HomeAssistantParty(
+            user=user,
+            password_hash=password_hash,
+            all_devices=devices is None,
+            devices=sorted(set(devices or [])),
+        )
+        self.data.homeassistant = party
+        return party
+
+    def homeassistant(self) -> HomeAssistantParty:
+        if self.data.homeassistant is None:
+            raise ProvisionError(
+                "Home Assistant is not enrolled (peercam provision homeassistant add)"
+            )
+        return self.data.homeassistant
 
     def add_viewer(self, ident: str, password_hash: str, devices: list[str]) -> None:
         self._check_new_id(ident, "viewer")

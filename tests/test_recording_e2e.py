@@ -446,3 +446,22 @@ async def test_size_cap_keeps_the_newest_clips_under_the_limit(door_factory: Sta
     assert made[0] not in listed, "the oldest clip went first"
     assert not (door.clips / f"{made[0]}.jpg").exists()
     assert door.retained.get(f"peercam/frontdoor/thumb/{made[0]}") == b"", "its thumbnail cleared"
+
+
+async def test_history_survives_a_restart_and_a_broker_that_lost_it(
+    door_factory: StartDoor, mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    clips = tmp_path / "kept-clips"
+    first = await door_factory(clips=clips, motion={"enabled": False})
+    await first.ring_filled()
+    clip = first.recorder.trigger("manual")
+    await wait_until(lambda: first.history(), "a clip listed", timeout=20)
+    first.stop.set()
+    await asyncio.wait_for(first.task, 20)
+    # the broker forgets the retained history (a restore, an admin clearing it)
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+        await client.publish("peercam/frontdoor/clips", b"", qos=1, retain=True)
+    second = await door_factory(clips=clips, motion={"enabled": False}, recording={"preroll": 0})
+    await wait_until(
+        lambda: [c["id"] for c in second.history()] == [clip], "the old clip listed", timeout=20
+    )

@@ -100,6 +100,8 @@ class Recorder:
         self._pending = 0
         self._writing: dict[str, _Clip] = {}
         self._players: set[ClipPlayer] = set()
+        self._index_loaded = False  # the folder's index is read (on the worker thread)
+        self._link_up = False  # republish_all was called: the broker is there
         self._loading = 0
         self._holding = False
         self._continuous = config.preroll > 0
@@ -114,7 +116,9 @@ class Recorder:
     # --- life ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self._run(self._open_store)
+        # The folder is opened on the worker thread, not awaited here: a hung mount
+        # must not keep the daemon from coming online (clip jobs queue behind it).
+        self._spawn(self._open_in_background())
         self.video.add_tap(self._on_video)
         if self.audio is not None:
             self.audio.add_tap(self._on_audio)
@@ -137,6 +141,12 @@ class Recorder:
             self.config.max_total_mb,
             f"{self.config.max_age_days:g} days" if self.config.max_age_days else "no age limit",
         )
+
+    async def _open_in_background(self) -> None:
+        await self._run(self._open_store)
+        self._index_loaded = True
+        if self._link_up:  # connected meanwhile: the history it skipped
+            await self.republish_all()
 
     def _open_store(self) -> None:
         try:
@@ -506,6 +516,9 @@ class Recorder:
 
     async def republish_all(self) -> None:
         """After (re)connecting: the broker may have lost retained messages."""
+        self._link_up = True
+        if not self._index_loaded:
+            return  # an empty list now would hide the clips of before a restart
         for entry in self.store.entries[: self.config.history]:
             if entry.thumb:
                 with contextlib.suppress(OSError):

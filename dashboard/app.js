@@ -11,6 +11,7 @@
 import { setupControls } from "./controls.js";
 import { setupHistory } from "./history.js";
 import { watchPageLifecycle } from "./lifecycle.js";
+import { push } from "./notify.js";
 import { loadPageConfig, resolveSettings, signinProblems } from "./settings.js";
 import { fillForm, showSigninMessage, signIn } from "./signin.js";
 import { app } from "./state.js";
@@ -34,6 +35,7 @@ async function main() {
     app.liveTiles = true;
   }
   $("live-tiles").checked = app.liveTiles;
+  push.start();
   setupObserver();
   setupControls();
   setupHistory();

@@ -30,7 +30,7 @@ export function onEvent(device, msg) {
   }
 }
 
-function onRing(device, msg) {
+export function onRing(device, msg) {
   if (typeof msg.call !== "string" || !CALL_RE.test(msg.call)) return;
   const expiresIn = Number.isFinite(msg.expires_in) && msg.expires_in > 0 ? msg.expires_in : 30;
   const at = Number.isFinite(msg.at) ? msg.at : Date.now() / 1000;

@@ -4,6 +4,7 @@
 
 import { endRing, onCalls, onEvent, onSnapshot } from "./calls.js";
 import { onClips, onPlaybackMessage, onThumb } from "./history.js";
+import { push } from "./notify.js";
 import { createCard, renderAll } from "./render.js";
 import { ID_RE, PROTOCOL_VERSION } from "./settings.js";
 import { app } from "./state.js";
@@ -94,6 +95,7 @@ function onStatus(device, raw) {
   const s = app.sessions.get(device);
   if (s) s.statusChanged(previous, status);
   renderAll();
+  push.statusChanged(device);
 }
 
 function removeDevice(device) {
@@ -115,6 +117,7 @@ function removeDevice(device) {
 
 function onOut(device, msg) {
   if (onPlaybackMessage(device, msg)) return;
+  if (push.onOut(device, msg)) return;
   const s = app.sessions.get(device);
   if (s && s.id !== null && msg.session === s.id) {
     s.onMessage(msg);

@@ -2,6 +2,7 @@
 // all drawn from `app` state.
 
 import { renderRingMedia, sendAction } from "./calls.js";
+import { push } from "./notify.js";
 import { CALL_ENDED_TEXT, NO_DEVICE_HINT_MS, app } from "./state.js";
 import { statsLines } from "./stats.js";
 import { sessionFor, updateBodyState } from "./tiles.js";
@@ -142,6 +143,7 @@ export function renderDeviceView() {
   if (!id) return;
   const d = app.devices.get(id);
   const status = d?.status || null;
+  push.render(id, status);
   const s = app.sessions.get(id);
   const words = statusWords(status);
   $("device-heading").textContent = deviceName(id);

@@ -6,6 +6,7 @@
 // ringing call, an answered call): they share one session and one MediaStream,
 // shown in as many <video> elements as are attached.
 
+import { cannotWatch, isCodecRefusal, noH264Text } from "./browser-support.js";
 import { noPathAdvice } from "./ice-advice.js";
 import { PROTOCOL_VERSION, randomHex } from "./settings.js";
 import { JanusSubscriber } from "./sfu.js";
@@ -207,6 +208,12 @@ export class DeviceSession {
 
   async start() {
     this._clear("retry");
+    const why = cannotWatch();
+    if (why) {
+      this.blocked = true; // nothing a retry can change
+      this.stop({ bye: false, state: "error", message: why });
+      return;
+    }
     this.run += 1;
     const run = this.run;
     this.id = newSessionId();
@@ -570,6 +577,9 @@ export class DeviceSession {
     } else if (code === "rate-limited" || code === "internal" || code === "unknown-session") {
       this.stop({ bye: true, state: "retrying", message: `The device refused: ${text} (${code}).` });
       this._scheduleRetry(text);
+    } else if (isCodecRefusal(code, text)) {
+      this.blocked = true;
+      this.stop({ bye: true, state: "error", message: noH264Text() });
     } else {
       this.blocked = true;
       this.stop({ bye: true, state: "error", message: `The device refused: ${text} (${code}).` });

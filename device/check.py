@@ -10,6 +10,7 @@ from .check_ice import check_ice_servers
 from .config import Config, ConfigError
 from .media import EncodedFrame, EncodedSource
 from .mqtt_link import LastWill, MqttLink, describe_mqtt_error
+from .notify.check import check_notify
 from .pi_check import camera_report, microphone_report
 from .protocol import Topics
 from .relay.check import check_relay
@@ -59,7 +60,7 @@ def _note(what: str) -> None:
     print(f"  [warn] {what}")
 
 
-async def run_checks(config: Config) -> int:
+async def run_checks(config: Config, *, send_notifications: bool = False) -> int:
     failures = 0
     try:
         password = config.read_mqtt_password()
@@ -120,5 +121,6 @@ async def run_checks(config: Config) -> int:
         failures += 1
     failures += await check_ice_servers(config, turn_secret, _line, _note)
     failures += await check_relay(config, _line)
+    failures += await check_notify(config, _line, send=send_notifications)
     print("all checks passed" if not failures else f"{failures} check(s) failed")
     return 0 if not failures else 1

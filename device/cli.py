@@ -122,7 +122,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         logging.getLogger("peercam").setLevel(logging.WARNING)  # the report is the output
     _fake_hardware(args)
     print(f"config {args.config}: OK (device {config.device.id!r}, broker {config.mqtt.url})")
-    return asyncio.run(run_checks(config))
+    return asyncio.run(run_checks(config, send_notifications=args.notify))
 
 
 def cmd_ha_remove(args: argparse.Namespace) -> int:
@@ -264,6 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
     check.add_argument("--fake-hardware", action="store_true", help=FAKE_HARDWARE_HELP)
+    check.add_argument(
+        "--notify",
+        action="store_true",
+        help="send a test notification to every [notify] URL and every browser subscribed "
+        "to Web Push, and say which arrived (without it, nothing is sent)",
+    )
     check.set_defaults(func=cmd_check)
 
     ha_remove = sub.add_parser(

@@ -377,6 +377,57 @@ class RecordingConfig(_Section):
         return self
 
 
+NOTIFY_EVENTS = ("ring", "missed", "motion")
+
+
+class NotifyConfig(_Section):
+    """Notifications that reach people with no dashboard open (docs/notifications.md)."""
+
+    #: Apprise URLs (ntfy://, tgram://, pover://, gotify://, mailto://, json://, ...).
+    urls: list[Annotated[str, Field(min_length=3, max_length=2048)]] = []
+    #: A file with more Apprise URLs, one a line (for URLs that carry tokens or
+    #: passwords; keep it 0600). Lines starting with '#' are comments.
+    urls_file: str = ""
+    #: What to notify: "ring" (the button), "missed" (nobody answered), "motion"
+    #: (reserved: motion detection is not built yet; accepted so configs stay valid).
+    events: list[Literal["ring", "missed", "motion"]] = ["ring", "missed"]
+    #: The dashboard's address as people open it (https://door.example/); a
+    #: notification links to that device's page. "" = no link.
+    dashboard_url: str = ""
+    #: Seconds a ring's notification waits for the snapshot before it goes without one.
+    snapshot_wait: Annotated[float, Field(ge=0, le=10)] = 2.0
+    #: Seconds one send may take (connect + answer) before it counts as failed.
+    timeout: Annotated[float, Field(gt=0, le=60)] = 8.0
+    #: Web Push to dashboards that asked for it ("notify me on this device").
+    web_push: bool = True
+    #: Contact for push services (a VAPID claim): "mailto:you@example.org" or an https URL.
+    push_contact: str = "mailto:peercam@localhost"
+    #: The VAPID private key (PEM). "" = ``vapid.pem`` in [call] state_dir, made at first start.
+    vapid_key_file: str = ""
+    #: Push subscriptions one viewer may hold (browsers/phones); the oldest is replaced beyond it.
+    max_push_per_viewer: Annotated[int, Field(ge=1, le=16)] = 4
+    #: Viewers granted this device, one a line (``peercam provision export`` writes
+    #: it into the bundle). When set, subscriptions of viewers no longer listed are
+    #: dropped (revoked or removed viewers). "" = no check.
+    viewers_file: str = ""
+
+    @field_validator("dashboard_url")
+    @classmethod
+    def _check_dashboard_url(cls, url: str) -> str:
+        if url and urlsplit(url).scheme not in ("http", "https"):
+            raise ValueError("expected an http:// or https:// address, e.g. https://door.example/")
+        return url
+
+    @field_validator("push_contact")
+    @classmethod
+    def _check_contact(cls, contact: str) -> str:
+        if not contact.startswith(("mailto:", "https://")):
+            raise ValueError(
+                "push services want 'mailto:you@example.org' or an https:// URL (VAPID 'sub')"
+            )
+        return contact
+
+
 class RelayConfig(_Section):
     """Publishing once to an SFU (Janus VideoRoom) when viewers outgrow peer-to-peer."""
 
@@ -482,6 +533,7 @@ class Config(_Section):
     diagnostics: DiagnosticsConfig = DiagnosticsConfig()
     motion: MotionConfig = MotionConfig()
     recording: RecordingConfig = RecordingConfig()
+    notify: NotifyConfig = NotifyConfig()
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     relay: RelayConfig = RelayConfig()
     #: The file this came from (for messages); not a TOML key.
@@ -497,6 +549,16 @@ class Config(_Section):
 
     def read_mqtt_password(self) -> str | None:
         return _read_secret(self.mqtt.password_file, "mqtt.password_file", self.source_path)
+
+    def read_notify_urls(self) -> list[str]:
+        """[notify] urls plus the lines of urls_file (ConfigError when it cannot be read)."""
+        urls = list(self.notify.urls)
+        text = _read_secret(self.notify.urls_file, "notify.urls_file", self.source_path)
+        for line in (text or "").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                urls.append(line)
+        return urls
 
     def read_relay_secret(self, key: str) -> str | None:
         """``[relay] <key>`` (api_secret_file, room_secret_file, room_pin_file) read now."""

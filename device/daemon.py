@@ -20,6 +20,7 @@ from .ice import IceServers, restrict_host_addresses
 from .ice_health import IceHealth
 from .motion import MotionDetector
 from .mqtt_link import LastWill, MqttLink
+from .notify import Notifications
 from .protocol import ByeReason, ErrorCode, ProtocolError, Topics, encode
 from .recording.recorder import Recorder
 from .relay.director import RelayDirector
@@ -60,6 +61,7 @@ class Daemon:
         self.motion: MotionDetector | None = None
         self._motion_fault: str | None = None
         self._event_tasks: set[asyncio.Future[bool]] = set()
+        self.notifications: Notifications | None = None
         self.homeassistant: HomeAssistantBridge | None = None
         self.relay: RelayDirector | None = None
         self.ready = asyncio.Event()
@@ -142,6 +144,7 @@ class Daemon:
                 fault_level=logging.WARNING,  # a missing microphone degrades, video goes on
             )
         self._build_events(video_info)
+        self.notifications = Notifications(cfg)
         self.speaker = Speaker(cfg.talkback)
         self.speaker.start()
         self.calls = CallManager(
@@ -205,6 +208,7 @@ class Daemon:
             open_door=self._open_door if self.panel and self.panel.door else None,
             status_refresh=cfg.mqtt.status_refresh,
             clips=self.recorder,
+            push=self.notifications if self.notifications.push is not None else None,
             relay=self.relay,
         )
         self._build_homeassistant()
@@ -324,7 +328,10 @@ class Daemon:
 
     async def _take_snapshot(self) -> bytes | None:
         assert self.video is not None
+        call = self.calls.call if self.calls is not None else None
         jpeg = await take_snapshot(self.video)
+        if self.notifications is not None and call is not None:
+            self.notifications.snapshot(call, jpeg)  # a hand-over: never waits for a service
         if jpeg is not None and self.homeassistant is not None:
             self.homeassistant.snapshot(jpeg)  # queued: the call log publishes its copy now
         return jpeg
@@ -398,6 +405,17 @@ class Daemon:
             self.homeassistant.fire("ring", call=self.calls.call, at=round(time.time(), 3))
 
     async def _publish_event(self, message: dict[str, object]) -> bool:
+        # Notifications first: handing them over never blocks, and a ring
+        # reaches phones even while the broker is unreachable.
+        if self.notifications is not None:
+            kind, call = message.get("type"), message.get("call")
+            if kind == "call" and isinstance(call, str):
+                self.notifications.ring(call, float(message.get("at") or time.time()))  # type: ignore[arg-type]
+            elif kind == "call-ended" and isinstance(call, str):
+                by = message.get("by")
+                self.notifications.ended(
+                    call, str(message.get("reason")), by if isinstance(by, str) else None
+                )
         if self.recorder is not None:
             kind, call = message.get("type"), message.get("call")
             if kind == "call" and isinstance(call, str):
@@ -541,5 +559,7 @@ class Daemon:
             await self.video.close()
             if self.audio is not None:
                 await self.audio.close()
+            if self.notifications is not None:
+                await asyncio.to_thread(self.notifications.close)
             self.notifier.close()
             log.info("stopped")

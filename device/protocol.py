@@ -162,6 +162,20 @@ class Open:
 
 
 @dataclass(frozen=True, slots=True)
+class PushSubscribe:
+    """v1.1: send Web Push for this device to the browser's subscription (checked later)."""
+
+    subscription: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PushUnsubscribe:
+    """v1.1: stop sending Web Push to that endpoint."""
+
+    endpoint: str
+
+
+@dataclass(frozen=True, slots=True)
 class Record:
     """peercam addition (v1.1): record a clip now (reason ``manual``)."""
 
@@ -173,11 +187,36 @@ class DeleteClip:
     clip: str
 
 
-ViewerMessage = Hello | Offer | Candidate | Bye | Decline | Reply | Open | Record | DeleteClip
+ViewerMessage = (
+    Hello
+    | Offer
+    | Candidate
+    | Bye
+    | Decline
+    | Reply
+    | Open
+    | PushSubscribe
+    | PushUnsubscribe
+    | Record
+    | DeleteClip
+)
 
 DEVICE_TYPES = frozenset(
-    {"welcome", "answer", "error", "status", "call", "call-ended", "opened", "calls", "clips"}
-    | {"motion", "recorded"}
+    {
+        "welcome",
+        "answer",
+        "error",
+        "status",
+        "call",
+        "call-ended",
+        "opened",
+        "calls",
+        "push-subscribed",
+        "push-unsubscribed",
+        "clips",
+        "motion",
+        "recorded",
+    }
 )
 MAX_SDP = 60_000
 MAX_CANDIDATE = 1_024
@@ -345,6 +384,13 @@ def parse_viewer_message(payload: bytes) -> ViewerMessage:
         return Record()
     if kind == "delete-clip":
         return DeleteClip(clip=_call_id(obj, "clip", hint))
+    if kind == "push-subscribe":
+        return PushSubscribe(subscription=_field(obj, "subscription", dict, session=hint))
+    if kind == "push-unsubscribe":
+        endpoint = _field(obj, "endpoint", str, session=hint)
+        if len(endpoint) > 2048:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "field 'endpoint' is too long", hint)
+        return PushUnsubscribe(endpoint=endpoint)
     if kind in DEVICE_TYPES:
         raise ProtocolError(
             ErrorCode.UNSUPPORTED, f"type {kind!r} is sent by devices, not viewers", hint

@@ -15,7 +15,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .calls import CallManager
 from .config import WebRtcConfig
@@ -34,6 +34,8 @@ from .protocol import (
     Offer,
     Open,
     ProtocolError,
+    PushSubscribe,
+    PushUnsubscribe,
     Record,
     Reply,
     Topics,
@@ -60,6 +62,17 @@ RATE_PER_SECOND = 20.0  # ... refilled at this rate
 CLOSE_TIMEOUT = 5.0  # seconds a shutdown waits for tasks before abandoning them
 MAX_IDLE_INBOXES = 256  # viewer records kept before idle ones are pruned
 WILL_GRACE = 1.5  # seconds between a viewer's "bye *" and closing its sessions
+
+
+class PushHandler(Protocol):
+    """Web Push subscriptions (``notify.Notifications``); v1.1 of the protocol."""
+
+    @property
+    def push_key(self) -> str | None: ...
+
+    def subscribe(self, viewer: str, subscription: object) -> dict[str, object]: ...
+
+    def unsubscribe(self, viewer: str, endpoint: str) -> dict[str, object]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +126,7 @@ class Signaling:
         open_door: Callable[[str], Awaitable[None]] | None = None,
         status_refresh: float = 0.0,
         clips: Recorder | None = None,
+        push: PushHandler | None = None,
         relay: RelayDirector | None = None,
     ) -> None:
         self.topics = topics
@@ -140,6 +154,7 @@ class Signaling:
         self._open_door = open_door
         self._status_refresh = status_refresh  # seconds; 0 = publish on changes only
         self.clips = clips  # v1.1: recorded clips (record, delete-clip, offers with clip)
+        self.push = push
         self.relay = relay  # [relay]: viewers beyond p2p_viewers watch through an SFU
 
     @property
@@ -253,6 +268,14 @@ class Signaling:
                 if self._open_door is None:
                     raise ProtocolError(ErrorCode.UNSUPPORTED, "this device has no door strike")
                 await self._open_door(viewer)
+            case PushSubscribe(subscription=subscription):
+                if self.push is None:
+                    raise ProtocolError(ErrorCode.UNSUPPORTED, "this device does not send Web Push")
+                await self._send(viewer, self.push.subscribe(viewer, subscription))
+            case PushUnsubscribe(endpoint=endpoint):
+                if self.push is None:
+                    raise ProtocolError(ErrorCode.UNSUPPORTED, "this device does not send Web Push")
+                await self._send(viewer, self.push.unsubscribe(viewer, endpoint))
             case Record():
                 clip = self._recorder().record(viewer)
                 await self._send(viewer, {"type": "recorded", "clip": clip})
@@ -347,6 +370,7 @@ class Signaling:
             "video": d.video.as_message(),
             "audio": {"codec": d.audio_codec} if d.audio_codec else None,
             "talkback": d.talkback,
+            **self._push_key(),
         }
         if relayed:
             assert self.relay is not None
@@ -561,7 +585,13 @@ class Signaling:
         }
         if state == "online" and self._status_extra is not None:
             status.update(self._status_extra())
+        if state == "online":
+            status.update(self._push_key())
         return status
+
+    def _push_key(self) -> dict[str, object]:
+        key = self.push.push_key if self.push is not None else None
+        return {"push_key": key} if key else {}
 
     def status_changed(self) -> None:
         self._status_changed.set()

@@ -25,6 +25,7 @@ CONFIG_NAME = "peercam.toml"
 PASSWORD_NAME = "mqtt-password"
 TURN_SECRET_NAME = "turn-secret"
 CA_NAME = "ca.crt"
+VIEWERS_NAME = "viewers.txt"
 
 
 def _toml(value: object) -> str:
@@ -67,6 +68,14 @@ def render_device_config(registry: Registry, device_id: str, *, turn: bool, ca: 
         },
         # The call log survives restarts in the unit's StateDirectory.
         "call": {"state_dir": "/var/lib/peercam"},
+        # Web Push goes only to viewers still granted this device (revoke/remove + export);
+        # with the web proxy, notifications link to the dashboard it serves.
+        "notify": {
+            "viewers_file": f"{where}/{VIEWERS_NAME}",
+            "dashboard_url": f"https://{settings.public_host}/"
+            if settings.web_proxy and settings.public_host
+            else "",
+        },
     }
     if settings.ha_discovery_prefix:  # Home Assistant is (or was) used: on, or cleaning up
         ha = registry.data.homeassistant
@@ -117,6 +126,13 @@ def write_bundle(registry: Registry, device_id: str, *, password: str | None = N
         (folder / CA_NAME).chmod(0o644)
     else:
         (folder / CA_NAME).unlink(missing_ok=True)
+    granted = sorted(v for v, entry in registry.data.viewers.items() if device_id in entry.devices)
+    write_file(
+        folder / VIEWERS_NAME,
+        "# viewers granted this device (peercam provision export); Web Push goes only to them\n"
+        + "".join(f"{v}\n" for v in granted),
+        mode=0o644,
+    )
     write_file(
         folder / CONFIG_NAME,
         render_device_config(registry, device_id, turn=turn, ca=ca),

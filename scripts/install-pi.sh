@@ -3,13 +3,15 @@
 #
 #   sudo scripts/install-pi.sh --bundle ~/frontdoor     # a bundle from `peercam provision device add`
 #   sudo scripts/install-pi.sh                          # update the code, keep /etc/peercam as it is
+#   sudo scripts/install-pi.sh --wheels DIR --bundle …  # offline: Python packages from a wheelhouse
+#                                                       # (make one with: bash scripts/pi-wheels.sh --pi DIR)
 #   scripts/install-pi.sh --dry-run --bundle DIR        # print what would be done, change nothing
 #
 # What it does (each step only when needed, so running it again is safe):
 #   1. apt packages: Python venv, picamera2/libcamera, gpiozero/lgpio, ALSA tools
 #   2. the system user `peercam` in the groups video, audio, gpio
 #   3. a venv in /opt/peercam/venv (--system-site-packages: picamera2 comes from apt)
-#      with peercam installed from this source tree
+#      with peercam installed from this source tree (from PyPI, or only from --wheels DIR)
 #   4. /etc/peercam: the bundle's peercam.toml and secrets (root:peercam, 0640)
 #   5. systemd/peercam.service, enabled and (re)started
 # Logs: journalctl -u peercam -f
@@ -26,19 +28,22 @@ APT_PACKAGES=(python3 python3-venv python3-pip ca-certificates alsa-utils)
 APT_OPTIONAL=(python3-picamera2 python3-libcamera python3-gpiozero python3-lgpio)
 
 BUNDLE=""
+WHEELS=""
 DRY_RUN=0
 START=1
 
 usage() {
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
     echo
-    echo "options: --bundle DIR  --dry-run  --no-start  --help"
+    echo "options: --bundle DIR  --wheels DIR  --dry-run  --no-start  --help"
 }
 
 while [ $# -gt 0 ]; do
     case "$1" in
         --bundle) BUNDLE="${2:?--bundle needs a folder}"; shift 2 ;;
         --bundle=*) BUNDLE="${1#--bundle=}"; shift ;;
+        --wheels) WHEELS="${2:?--wheels needs a folder}"; shift 2 ;;
+        --wheels=*) WHEELS="${1#--wheels=}"; shift ;;
         --dry-run|-n) DRY_RUN=1; shift ;;
         --no-start) START=0; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -71,6 +76,14 @@ if [ -n "$BUNDLE" ]; then
     [ -z "$outside" ] || die "$BUNDLE/peercam.toml reads files outside $ETC ($(echo "$outside" | tr '\n' ' ')): it was made with 'peercam provision init --install-dir'; this script installs into $ETC, so run 'init --install-dir $ETC' and 'device add' again (or install that bundle by hand)"
 fi
 
+PIP_SOURCE=()
+if [ -n "$WHEELS" ]; then
+    [ -d "$WHEELS" ] || die "--wheels $WHEELS: no such folder"
+    compgen -G "$WHEELS/*.whl" >/dev/null || die "--wheels $WHEELS holds no .whl files (make them with: bash scripts/pi-wheels.sh --pi $WHEELS)"
+    WHEELS="$(cd "$WHEELS" && pwd)"
+    PIP_SOURCE=(--no-index --find-links "$WHEELS")
+fi
+
 if [ -r /etc/os-release ]; then
     # shellcheck disable=SC1091
     . /etc/os-release
@@ -97,8 +110,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # --- 2. the service user -------------------------------------------------------------------
+CREATED_GROUPS=()  # recorded in $ETC/created-groups: uninstall-pi.sh --purge removes only these
 for group in "${GROUPS_WANTED[@]}"; do
-    getent group "$group" >/dev/null || run groupadd --system "$group"
+    if ! getent group "$group" >/dev/null; then
+        run groupadd --system "$group"
+        CREATED_GROUPS+=("$group")
+    fi
 done
 if ! id -u "$SERVICE_USER" >/dev/null 2>&1; then
     say "creating the system user $SERVICE_USER"
@@ -117,12 +134,19 @@ if [ ! -x "$VENV/bin/python" ]; then
     run install -d -m 0755 "$PREFIX"
     run python3 -m venv --system-site-packages "$VENV"
 fi
-say "installing peercam from $SRC into $VENV"
-run "$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade "$SRC"
+say "installing peercam from $SRC into $VENV${WHEELS:+ (packages only from $WHEELS)}"
+run "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PIP_SOURCE[@]}" --upgrade "$SRC"
 run install -m 0644 "$SRC/README.md" "$PREFIX/README.md"
 
 # --- 4. config -----------------------------------------------------------------------------
 run install -d -m 0750 -o root -g "$SERVICE_USER" "$ETC"
+if [ ${#CREATED_GROUPS[@]} -gt 0 ]; then
+    if [ "$DRY_RUN" = 1 ]; then
+        echo "+ echo ${CREATED_GROUPS[*]} >> $ETC/created-groups"
+    else
+        printf '%s\n' "${CREATED_GROUPS[@]}" >> "$ETC/created-groups"
+    fi
+fi
 if [ -n "$BUNDLE" ]; then
     say "installing the bundle $BUNDLE into $ETC"
     if [ -f "$ETC/peercam.toml" ] && ! cmp -s "$BUNDLE/peercam.toml" "$ETC/peercam.toml"; then
@@ -136,6 +160,9 @@ if [ -n "$BUNDLE" ]; then
     done
     if [ -f "$BUNDLE/ca.crt" ]; then
         run install -m 0644 -o root -g root "$BUNDLE/ca.crt" "$ETC/ca.crt"
+    fi
+    if [ -f "$BUNDLE/viewers.txt" ]; then  # Web Push only to viewers still granted
+        run install -m 0644 -o root -g root "$BUNDLE/viewers.txt" "$ETC/viewers.txt"
     fi
 elif [ ! -f "$ETC/peercam.toml" ]; then
     say "no bundle and no $ETC/peercam.toml: installing the example (edit it, then start)"

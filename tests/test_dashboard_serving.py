@@ -306,7 +306,11 @@ async def test_an_https_page_explains_that_it_needs_wss(
     await sign_in_with_form(page, broker.ws_url)
     await wait_js(page, "() => document.body.dataset.view === 'devices'", 15)
     assert await page.evaluate("window.isSecureContext")
-    assert not log.unexpected(), log.errors
+    # Chromium refuses service workers on a page whose certificate it does not trust
+    # (and logs this itself, as an "SSL certificate error" or an "unknown error"
+    # occurred when fetching the script); the dashboard works on without it.
+    sw_refused = "error occurred when fetching the script."
+    assert not log.unexpected([sw_refused]), log.errors
 
 
 async def test_sign_in_rules_and_messages(chromium: Any, site: str) -> None:

@@ -17,7 +17,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "peercam.service"
-SCRIPTS = [ROOT / "scripts" / "install-pi.sh", ROOT / "scripts" / "uninstall-pi.sh"]
+SCRIPTS = [
+    ROOT / "scripts" / "install-pi.sh",
+    ROOT / "scripts" / "uninstall-pi.sh",
+    ROOT / "scripts" / "pi-wheels.sh",
+]
 EXEC = "/opt/peercam/venv/bin/peercam"
 
 
@@ -97,10 +101,12 @@ def test_unit_is_a_watched_sandboxed_notify_service() -> None:
     assert one["[Service]ExecStart"].startswith(f"{EXEC} run --config /etc/peercam/")
 
 
-def install_dry_run(bundle: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def install_dry_run(
+    bundle: Path, timeout: float = 60, *extra: str
+) -> subprocess.CompletedProcess[str]:
     """``install-pi.sh --dry-run --bundle BUNDLE``: prints its plan, changes nothing."""
     return subprocess.run(
-        ["bash", str(SCRIPTS[0]), "--dry-run", "--bundle", str(bundle)],
+        ["bash", str(SCRIPTS[0]), "--dry-run", "--bundle", str(bundle), *extra],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -173,3 +179,59 @@ def test_uninstall_dry_run(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "peercam removed" in done.stderr
+
+
+def test_install_from_a_wheelhouse_never_asks_an_index(tmp_path: Path) -> None:
+    """``--wheels DIR``: pip gets ``--no-index --find-links DIR``; a folder without wheels is
+    refused before anything is planned.  (The real offline install: test_pi_nspawn.py.)"""
+    bundle = tmp_path / "frontdoor"
+    bundle.mkdir()
+    for name in ("peercam.toml", "mqtt-password"):
+        (bundle / name).write_text("x\n")
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    refused = install_dry_run(bundle, 60, "--wheels", str(wheels))
+    assert refused.returncode == 1
+    assert "holds no .whl files" in refused.stderr and "pi-wheels.sh --pi" in refused.stderr
+    assert "+ " not in refused.stdout
+    (wheels / "av-18.1.0-cp311-abi3-manylinux_2_28_aarch64.whl").write_bytes(b"")
+    done = install_dry_run(bundle, 120, "--wheels", str(wheels))
+    assert done.returncode == 0, done.stderr
+    assert (
+        "/opt/peercam/venv/bin/pip install --quiet --disable-pip-version-check "
+        f"--no-index --find-links {wheels} --upgrade {ROOT}" in done.stdout
+    )
+
+
+def test_every_package_is_in_the_wheel() -> None:
+    """install-pi.sh installs a built wheel, not the editable tree tests use: a package
+    missing from pyproject's list imports here and crashes on the Pi (the booted test found
+    ``peercam.relay`` missing that way)."""
+    import tomllib
+
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(settings["packages"])
+    on_disk = set()
+    for package, folder in settings["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(ROOT / folder)
+            on_disk.add(".".join([package, *relative.parts]))
+    assert on_disk - listed == set(), "add these to [tool.setuptools] packages"
+
+
+def test_every_dashboard_file_is_package_data() -> None:
+    """The wheel carries only the dashboard files package-data's patterns match: a new kind
+    of file (the web manifest was one) would be missing on the Pi and in `peercam dashboard`."""
+    import fnmatch
+    import tomllib
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["peercam.dashboard"]
+    served = [
+        path.name
+        for path in (ROOT / "dashboard").iterdir()
+        if path.is_file() and path.suffix not in {".py", ".pyc"}
+    ]
+    missing = [n for n in served if not any(fnmatch.fnmatch(n, p) for p in patterns)]
+    assert missing == [], "add patterns for these to [tool.setuptools.package-data]"

@@ -389,7 +389,7 @@ class NotifyConfig(_Section):
     #: passwords; keep it 0600). Lines starting with '#' are comments.
     urls_file: str = ""
     #: What to notify: "ring" (the button), "missed" (nobody answered), "motion"
-    #: (reserved: motion detection is not built yet; accepted so configs stay valid).
+    #: (each motion start, once per visit: needs [motion] enabled).
     events: list[Literal["ring", "missed", "motion"]] = ["ring", "missed"]
     #: The dashboard's address as people open it (https://door.example/); a
     #: notification links to that device's page. "" = no link.

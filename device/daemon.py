@@ -273,6 +273,8 @@ class Daemon:
         event: dict[str, object] = {"type": "motion", "state": "start", "at": at}
         if clip:
             event["clip"] = clip
+        if self.notifications is not None:
+            self.notifications.motion(at, clip)
         self._spawn_event(event)
         self._on_media_state()
 

@@ -365,3 +365,37 @@ async def test_player_seeks_to_an_idr_answers_commands_and_drops_a_flood(tmp_pat
     player.close()
     with pytest.raises(Exception, match="clip"):
         await sub.get()
+
+
+# --- notifications of motion ---------------------------------------------------------------
+
+
+def test_motion_notifies_once_per_event_when_asked() -> None:
+    from peercam.notify import Notifications
+
+    class Sent:
+        def __init__(self) -> None:
+            self.messages: list[Any] = []
+
+        def send(self, message: Any) -> None:
+            self.messages.append(message)
+
+        def close(self) -> None:
+            pass
+
+    for events, expected in ((["ring", "motion"], 1), (["ring", "missed"], 0)):
+        cfg = config_from_dict(
+            {"device": {"id": "frontdoor", "name": "Front door"},
+             "notify": {"urls": ["json://127.0.0.1:9/x"], "events": events, "web_push": False}}
+        )  # fmt: skip
+        notifications = Notifications(cfg)
+        assert notifications.apprise is not None
+        notifications.apprise.close()  # its real sending thread: replaced by a recorder
+        sent = Sent()
+        notifications.apprise = sent  # type: ignore[assignment]
+        notifications.motion(time.time(), "20261204T021930Z-3f9a1c")
+        assert len(sent.messages) == expected, events
+        if expected:
+            assert sent.messages[0].title == "Front door: motion"
+            assert "clip" in sent.messages[0].body
+        notifications.close()

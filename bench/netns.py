@@ -30,6 +30,8 @@ class Namespace:
     ns_ip: str
     network: str
     shaping: str
+    host_if: str = ""  # the host end of the veth pair (where tc shapes)
+    ns_if: str = ""
 
     def command(self, argv: list[str]) -> list[str]:
         """``argv`` run inside the namespace."""
@@ -48,6 +50,69 @@ def available() -> str | None:
 
 def _run(*argv: str) -> None:
     subprocess.run(argv, check=True, capture_output=True, timeout=20)
+
+
+def set_rate(
+    ns: Namespace, rate: str | None, burst: str = "32kbit", latency: str = "200ms"
+) -> None:
+    """Change the namespace's downlink: a new tbf ``rate``, or None for no shaping at all."""
+    with contextlib.suppress(subprocess.SubprocessError):
+        _run("tc", "qdisc", "del", "dev", ns.host_if, "root")
+    if rate is not None:
+        _run(
+            "tc",
+            "qdisc",
+            "add",
+            "dev",
+            ns.host_if,
+            "root",
+            "tbf",
+            "rate",
+            rate,
+            "burst",
+            burst,
+            "latency",
+            latency,
+        )
+
+
+def counters(ns: Namespace) -> dict[str, int]:
+    """Bytes the host sent towards the namespace (before the shaper drops any: an iptables
+    OUTPUT rule's counter, see ``count_sent``) and bytes the namespace received."""
+    out = subprocess.run(
+        ["iptables", "-w", "-L", "OUTPUT", "-v", "-x", "-n"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    ).stdout
+    sent = 0
+    for line in out.splitlines():
+        fields = line.split()
+        if ns.host_if in fields and "ACCEPT" in fields:
+            sent = int(fields[1])
+    received = int(
+        subprocess.run(
+            ns.command(["cat", f"/sys/class/net/{ns.ns_if}/statistics/rx_bytes"]),
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        ).stdout.strip()
+    )
+    return {"sent": sent, "received": received}
+
+
+@contextlib.contextmanager
+def count_sent(ns: Namespace) -> Iterator[None]:
+    """An iptables OUTPUT rule that only counts what the host sends into the namespace."""
+    rule = ["OUTPUT", "-o", ns.host_if, "-j", "ACCEPT"]
+    _run("iptables", "-w", "-I", *rule)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            _run("iptables", "-w", "-D", *rule)
 
 
 @contextlib.contextmanager
@@ -71,7 +136,7 @@ def throttled_namespace(
         _run("ip", "-n", name, "link", "set", ns_if, "up")
         _run("ip", "-n", name, "link", "set", "lo", "up")
         _run("tc", "qdisc", "add", "dev", host_if, "root", *shaping.split())
-        yield Namespace(name, HOST_IP, NS_IP, NETWORK, shaping)
+        yield Namespace(name, HOST_IP, NS_IP, NETWORK, shaping, host_if, ns_if)
     finally:
         with contextlib.suppress(subprocess.SubprocessError, OSError):
             _run("ip", "link", "del", host_if)

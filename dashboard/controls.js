@@ -83,6 +83,10 @@ export function setupControls() {
   $("dv-fullscreen").addEventListener("click", () => toggleFullscreen($("dv-stage"), $("dv-video")));
   $("dv-snapshot").addEventListener("click", snapshot);
   $("dv-stats-toggle").addEventListener("click", toggleStats);
+  $("dv-quality").addEventListener("change", (ev) => {
+    currentSession()?.setQuality(ev.target.value);
+    renderDeviceView();
+  });
   $("dv-reconnect").addEventListener("click", () => currentSession()?.reconnect());
   $("dv-answer").addEventListener("click", () => {
     const ring = [...app.ringing.values()].find((r) => r.device === app.route.device);

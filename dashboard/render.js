@@ -154,6 +154,9 @@ export function renderDeviceView() {
   const stage = $("dv-stage");
   stage.dataset.state = s ? s.state : "idle";
   $("dv-overlay").textContent = s && s.state === "live" ? "" : overlayText(s, status) || "Connecting…";
+  const quality = $("dv-quality");
+  if (document.activeElement !== quality) quality.value = s ? s.quality : "auto";
+  quality.disabled = !s || s.stats.stream?.substream === false;
   const stats = $("dv-stats");
   stats.hidden = $("dv-stats-toggle").getAttribute("aria-pressed") !== "true" || !s || !s.running;
   if (s && s.running) stats.textContent = statsLines(s.stats).join("\n");

@@ -58,6 +58,7 @@ export class DeviceSession {
     this.call = null; // the call this session answered
     this.mic = null; // our microphone track (talkback)
     this.talkback = false; // the device said it plays talkback
+    this.quality = "auto"; // PROTOCOL.md v1.1 quality: auto | high | low
     this.attempts = 0;
     this.blocked = false; // an error that retrying cannot fix: wait for the user
     this.busy = false; // refused as busy: retry when the status shows a free slot
@@ -417,6 +418,7 @@ export class DeviceSession {
     this.offerEarly = pc.iceGatheringState !== "complete"; // end-of-candidates follows
     const offer = { type: "offer", session: this.id, sdp: pc.localDescription.sdp };
     if (this.call !== null) offer.call = this.call;
+    offer.quality = this.quality; // v1.1; a v1 device ignores the field
     this._send(offer);
     this.timeline.offer = Math.round(performance.now() - this.startedAt);
     this._setState("connecting", this.call ? "Answering the call…" : "Connecting the video…");
@@ -496,6 +498,12 @@ export class DeviceSession {
     }
   }
 
+  /** The viewer picks a stream (v1.1 `quality`): now if the session runs, else with the offer. */
+  setQuality(quality) {
+    this.quality = quality;
+    if (this.id !== null && this.offerSent) this._send({ type: "quality", session: this.id, quality });
+  }
+
   /** A message from the device on our out topic that names this session. */
   onMessage(msg) {
     switch (msg.type) {
@@ -513,6 +521,16 @@ export class DeviceSession {
         break;
       case "error":
         this._onError(msg);
+        break;
+      case "stream": // v1.1: which of the device's two streams this session gets
+        this.stats.stream = {
+          stream: msg.stream === "sub" ? "sub" : "main",
+          quality: typeof msg.quality === "string" ? msg.quality : this.quality,
+          substream: msg.substream !== false,
+          width: Number.isFinite(msg.width) ? msg.width : null,
+          height: Number.isFinite(msg.height) ? msg.height : null,
+        };
+        this.host.changed(this);
         break;
       default:
         break; // unknown types from a newer device are ignored

@@ -21,6 +21,7 @@ export function emptyStats() {
     audioKbps: 0,
     talkbackKbps: 0, // our microphone to the device, during a call
     talkbackPackets: 0,
+    stream: null, // v1.1 "stream" message: {stream, quality, substream, width, height}
   };
 }
 
@@ -104,6 +105,11 @@ export function statsLines(stats) {
     lines.push(`${via}${stats.path} · ${l} ↔ ${r}${stats.protocol ? ` · ${stats.protocol}` : ""}`);
   } else {
     lines.push(stats.via === "sfu" ? "via SFU · path: negotiating" : "path: negotiating");
+  }
+  if (stats.stream) {
+    const name = stats.stream.stream === "sub" ? "substream (low)" : "main stream (high)";
+    const why = stats.stream.quality === "auto" ? "auto" : `chosen: ${stats.stream.quality}`;
+    lines.push(`${name} · ${why}${stats.stream.substream ? "" : " · the device has no substream"}`);
   }
   const video = [];
   if (stats.width) video.push(`${stats.width}×${stats.height}`);

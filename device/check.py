@@ -7,7 +7,7 @@ import time
 
 from .check_hardware import check_gpio, check_speaker
 from .check_ice import check_ice_servers
-from .config import Config, ConfigError
+from .config import CameraConfig, Config, ConfigError
 from .media import EncodedFrame, EncodedSource
 from .mqtt_link import LastWill, MqttLink, describe_mqtt_error
 from .notify.check import check_notify
@@ -51,6 +51,46 @@ async def _first_frame(source: EncodedSource, timeout: float = 10.0) -> tuple[bo
     )
 
 
+async def _substream_line(source: EncodedSource, cfg: CameraConfig) -> tuple[bool | str, str]:
+    """Run the main capture with the substream's encoder attached; describe its first frame."""
+    spec = getattr(source, "substream", None)
+    if spec is None:
+        software = getattr(source, "encoder_kind", "") == "software"
+        _, warning = cfg.substream_wanted(software)
+        if warning:
+            return "warn", warning
+        why = "[camera] substream = false" if cfg.substream is False else "picture too small"
+        return "ok", f"substream: off ({why}); every viewer gets the main stream"
+    from .sources.substream import SubstreamSource
+
+    held: list[int] = []
+    low = SubstreamSource(
+        source,  # type: ignore[arg-type]
+        spec,
+        cfg.fps,
+        hold_main=lambda: held.append(1),
+        release_main=lambda: held.append(-1),
+    )
+    main_faults: list[str] = []
+    try:
+        await source.start(lambda frame: None, lambda m: main_faults.append(m or ""))
+    except Exception as exc:
+        return False, f"substream: the camera did not start ({exc or type(exc).__name__})"
+    try:
+        ok, what = await _first_frame(low)
+    finally:
+        await source.stop()
+    where = (
+        "hardware encoder (a second H264Encoder on picamera2's lores stream)"
+        if low.encoder_kind == "hardware"
+        else "software encoder (libx264)"
+    )
+    return ok, (
+        f"substream {spec.width}x{spec.height}@{cfg.fps}, {spec.bitrate // 1000} kbit/s, "
+        f"{where}: {what}"
+    )
+
+
 def _line(ok: bool | str, what: str) -> None:
     mark = ok if isinstance(ok, str) else ("ok" if ok else "FAIL")
     print(f"  [{mark}] {what}")
@@ -88,6 +128,10 @@ async def run_checks(config: Config, *, send_notifications: bool = False) -> int
                 ok, f"camera {config.camera.source} {info.width}x{info.height}@{info.fps}: {what}"
             )
             failures += not ok
+            if ok:
+                mark, what = await _substream_line(source, config.camera)
+                _line(mark, what)
+                failures += mark is False
     try:
         make_audio_source(config.audio)
     except SourceUnavailable as exc:

@@ -122,6 +122,18 @@ class CameraConfig(_Section):
     #: Lowest bitrate the encoder may go down to when a viewer's bandwidth
     #: estimate (REMB) is low; ``bitrate`` is the highest (picamera2 only).
     min_bitrate: Annotated[int, Field(ge=50_000, le=25_000_000)] = 300_000
+    #: A second, smaller H.264 stream for viewers whose link cannot take the
+    #: main one (picamera2: a second encoder on the ``lores`` stream).  None =
+    #: the default: on, except with a software encoder (Pi 5), where it is off.
+    substream: bool | None = None
+    substream_width: Annotated[int, Field(ge=160, le=1920, multiple_of=2)] = 640
+    substream_height: Annotated[int, Field(ge=120, le=1080, multiple_of=2)] = 360
+    substream_bitrate: Annotated[int, Field(ge=50_000, le=5_000_000)] = 400_000
+    #: Frames between the substream's own IDRs (0 = the same as keyframe_interval).
+    substream_keyframe_interval: Annotated[int, Field(ge=0, le=600)] = 0
+    #: Seconds an ``auto`` viewer stays on the substream before trying the main
+    #: stream again (doubling after each failed try, up to 12 times this).
+    substream_probe: Annotated[float, Field(ge=1, le=600)] = 10.0
 
     @field_validator("rotation")
     @classmethod
@@ -141,6 +153,40 @@ class CameraConfig(_Section):
                 "bitrate is the highest the encoder uses"
             )
         return self
+
+    @model_validator(mode="after")
+    def _check_substream(self) -> CameraConfig:
+        if self.substream is not False and not self.substream_fits:
+            if self.substream is None and not (
+                {"substream_width", "substream_height"} & self.model_fields_set
+            ):
+                return self  # the default 640x360 on a smaller picture: no substream
+            raise ValueError(
+                f"substream {self.substream_width}x{self.substream_height} is larger than the "
+                f"picture ({self.width}x{self.height}); the substream must be smaller "
+                "(picamera2's lores stream cannot exceed main)"
+            )
+        return self
+
+    @property
+    def substream_fits(self) -> bool:
+        return self.substream_width <= self.width and self.substream_height <= self.height
+
+    def substream_wanted(self, software_encoder: bool) -> tuple[bool, str | None]:
+        """Whether to run the substream, and a warning to log/show when it is off by default."""
+        if self.substream is False or not self.substream_fits:
+            return False, None
+        if self.substream is None and software_encoder:
+            return False, (
+                "substream off: this Pi encodes in software (Pi 5) and a second encode costs "
+                "CPU; slow viewers get the main stream. Set [camera] substream = true to run it"
+            )
+        return True, None
+
+    @property
+    def substream_iperiod(self) -> int:
+        """The substream's IDR interval in frames."""
+        return self.substream_keyframe_interval or self.keyframe_interval
 
     @property
     def lowest_bitrate(self) -> int:

@@ -22,6 +22,7 @@ from .motion import MotionDetector
 from .mqtt_link import LastWill, MqttLink
 from .notify import Notifications
 from .protocol import ByeReason, ErrorCode, ProtocolError, Topics, encode
+from .quality import QualityPolicy
 from .recording.recorder import Recorder
 from .relay.director import RelayDirector
 from .relay.janus import JanusPublisher, JanusTarget
@@ -55,6 +56,7 @@ class Daemon:
         self.signaling: Signaling | None = None
         self.link: MqttLink | None = None
         self.video: MediaHub | None = None
+        self.video_low: MediaHub | None = None  # the substream, when the camera runs one
         self.audio: MediaHub | None = None
         self.ice_health: IceHealth | None = None
         self.recorder: Recorder | None = None
@@ -70,6 +72,8 @@ class Daemon:
     def _status_extra(self) -> dict[str, object]:
         assert self.video is not None
         faults = [f"camera: {self.video.fault}"] if self.video.fault else []
+        if self.video_low is not None and self.video_low.fault:
+            faults.append(f"substream: {self.video_low.fault}")
         if self.audio is not None and self.audio.fault:
             faults.append(f"microphone: {self.audio.fault}")
         if self._button_stuck:
@@ -100,6 +104,7 @@ class Daemon:
             extra["encoder"] = source.encoder_kind
         if warnings := list(getattr(source, "warnings", ())):
             extra["warnings"] = [f"camera: {w}" for w in warnings]
+        extra["substream"] = self._substream_status()
         if self.audio is not None:
             extra["microphone"] = str(self.audio.state)
         if self.recorder is not None:
@@ -109,6 +114,22 @@ class Daemon:
         if self.relay is not None:
             extra["relay"] = self.relay.status()
         return extra
+
+    def _substream_status(self) -> dict[str, object] | None:
+        """v1.1 ``status.substream``: state, size, where it is encoded, who gets it."""
+        low = self.video_low
+        if low is None:
+            return None
+        info = low.source.info  # type: ignore[attr-defined]
+        return {
+            "state": str(low.state),
+            "width": info.width,
+            "height": info.height,
+            "bitrate": self.config.camera.substream_bitrate,
+            "encoder": getattr(low.source, "encoder_kind", "software"),
+            "viewers": self.signaling.substream_viewers() if self.signaling else 0,
+            "fault": low.fault,
+        }
 
     def _build(self) -> None:
         cfg = self.config
@@ -131,6 +152,30 @@ class Daemon:
             on_state_change=on_change,
             idr_on_join=idr_on_join,
         )
+        self.video_low = None
+        substream_info = None
+        if getattr(video_source, "substream", None) is not None:
+            from .sources.substream import SubstreamSource
+
+            hub = self.video
+            low = SubstreamSource(
+                video_source,  # type: ignore[arg-type]
+                video_source.substream,  # type: ignore[attr-defined]
+                cfg.camera.fps,
+                hold_main=hub.hold,
+                release_main=hub.release,
+            )
+            substream_info = low.info
+            self.video_low = MediaHub(
+                low,
+                kind="substream",
+                queue_frames=max(8, cfg.camera.fps // 2),
+                idle_stop=cfg.camera.idle_stop,
+                stall_timeout=max(5.0, 3 * cfg.camera.substream_iperiod / cfg.camera.fps),
+                on_state_change=on_change,
+                idr_on_join=idr_on_join,
+                fault_level=logging.WARNING,  # viewers stay on (or go back to) the main stream
+            )
         audio = make_audio_source(cfg.audio)
         audio_codec = None
         if audio is not None:
@@ -197,8 +242,15 @@ class Daemon:
                 audio_codec=audio_codec,
                 talkback=self.speaker.available,
                 version=__version__,
+                substream=substream_info,
             ),
             video=self.video,
+            video_low=self.video_low,
+            quality_policy=lambda: QualityPolicy(
+                probe_after=cfg.camera.substream_probe,
+                max_probe_after=12 * cfg.camera.substream_probe,
+                settle=min(10.0, cfg.camera.substream_probe),
+            ),
             audio=self.audio,
             ice=ice,
             publish=self._publish,
@@ -379,7 +431,11 @@ class Daemon:
         assert self.signaling is not None
         sessions, handshakes, closing, inboxes = self.signaling.counts()
         return Counts(
-            sessions, handshakes, closing, inboxes, consumers_of((self.video, self.audio))
+            sessions,
+            handshakes,
+            closing,
+            inboxes,
+            consumers_of((self.video, self.video_low, self.audio)),
         )
 
     def _on_media_state(self) -> None:
@@ -558,6 +614,8 @@ class Daemon:
                 self.panel.close()
             if self.speaker is not None:
                 await self.speaker.close()
+            if self.video_low is not None:
+                await self.video_low.close()  # first: it holds the main capture
             await self.video.close()
             if self.audio is not None:
                 await self.audio.close()

@@ -4,7 +4,9 @@ The camera encodes once; the hub hands the same access units to every
 session.  Each consumer has its own small bounded queue: a consumer that
 falls behind loses the frames it could not take and waits for the next IDR
 (it never makes memory grow, and never makes the others wait).  A new
-consumer starts on an IDR, requested from the source when it joins.
+consumer starts on an IDR, requested from the source when it first reads;
+every IDR one consumer asks for goes through that consumer's back-off
+(``keyframes.py``), since an IDR costs every viewer of the stream.
 
 The hub also owns the source's life: started when the first consumer
 arrives, stopped ``idle_stop`` seconds after the last leaves, restarted with
@@ -21,6 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from enum import StrEnum
 
+from .keyframes import KeyframeRequestLimiter
 from .media import EncodedFrame, EncodedSource
 
 log = logging.getLogger("peercam.hub")
@@ -43,47 +46,115 @@ class SourceState(StrEnum):
 
 
 class Subscription:
-    """One consumer's bounded view of the stream."""
+    """One consumer's bounded view of the stream.
 
-    def __init__(self, hub: MediaHub, maxlen: int, name: str) -> None:
+    A subscription takes frames only once its consumer has read: until the
+    first ``get()`` (a session's sender starts reading when ICE and DTLS are
+    up) it queues nothing, so a viewer still connecting can neither fall
+    behind nor ask for IDRs.  Every IDR this consumer causes (joining,
+    falling behind, its viewer's PLI/FIR through ``request_keyframe``) goes
+    through its own ``KeyframeRequestLimiter``: an IDR goes to every viewer
+    of the stream, so one consumer's trouble may cost the others at most
+    the limiter's back-off.  A consumer that fell behind asks for its IDR
+    when it reads again, not before: one that stopped reading asks nothing.
+    """
+
+    def __init__(
+        self,
+        hub: MediaHub,
+        maxlen: int,
+        name: str,
+        limiter: KeyframeRequestLimiter | None = None,
+    ) -> None:
         self._hub = hub
         self._queue: deque[EncodedFrame] = deque()
         self._maxlen = maxlen
         self._wakeup: asyncio.Future[None] | None = None
         self.name = name
         self.closed = False
+        #: False until the consumer first reads (or ``activate()``): frames are not taken.
+        self.active = False
         self.waiting_for_keyframe = True
         self.delivered = 0
         self.dropped = 0
+        self.limiter = limiter or KeyframeRequestLimiter()
+        #: IDR requests this consumer made that reached the hub / that its back-off held back.
+        self.keyframe_requests = 0
+        self.keyframe_requests_held = 0
+        self._idr_due: str | None = None  # why an IDR is wanted at the next read
+        self._read_since_drop = True
+        #: Set whenever a frame is queued (a track waiting on two subscriptions).
+        self.notify: asyncio.Event | None = None
         #: The viewer's latest bandwidth estimate (REMB), bit/s; None = unknown.
         self.bandwidth: int | None = None
 
+    def activate(self) -> None:
+        """Start taking frames (from the next IDR) and ask for one, as on a first read."""
+        if self.active or self.closed:
+            return
+        self.active = True
+        self.waiting_for_keyframe = True
+        if self._hub.idr_on_join:
+            self.request_keyframe(f"{self.name} joined")
+
+    def request_keyframe(self, why: str) -> bool:
+        """Ask the hub for an IDR through this consumer's back-off; True when passed on."""
+        if self.closed or self._hub.state is not SourceState.STREAMING:
+            return False  # a fresh start begins with an IDR anyway
+        if not self.limiter.allow(time.monotonic()):
+            self.keyframe_requests_held += 1
+            log.debug("%s: IDR request held back by its back-off (%s)", self.name, why)
+            return False
+        self.keyframe_requests += 1
+        self._hub.request_keyframe(why)
+        return True
+
     def _offer(self, frame: EncodedFrame) -> None:
+        if not self.active:
+            return
         if self.waiting_for_keyframe:
             if not frame.keyframe:
                 return
             self.waiting_for_keyframe = False
+            self._idr_due = None  # the stream's own IDR came first
         if len(self._queue) >= self._maxlen:
             # Too slow: drop what is queued and resume at the next IDR, so
-            # the viewer skips ahead instead of building up delay.
+            # the viewer skips ahead instead of building up delay.  The IDR
+            # is asked for at the consumer's next read: one that stopped
+            # reading must not make the encoder send IDRs to everyone.
             self.dropped += len(self._queue)
             self._queue.clear()
             self.waiting_for_keyframe = True
-            log.info(
+            log.log(
+                logging.INFO if self._read_since_drop else logging.DEBUG,
                 "%s fell behind (%d frames queued): skipping to the next keyframe",
                 self.name,
                 self._maxlen,
             )
-            self._hub.request_keyframe(f"{self.name} fell behind")
+            self._read_since_drop = False
+            self._idr_due = f"{self.name} fell behind"
             if not frame.keyframe:
                 return
             self.waiting_for_keyframe = False
+            self._idr_due = None
         self._queue.append(frame)
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
+        if self.notify is not None:
+            self.notify.set()
 
     async def get(self) -> EncodedFrame:
-        """The next frame; raises SubscriptionClosed once closed."""
+        """The next frame; raises SubscriptionClosed once closed.
+
+        The first call activates the subscription (joining: from the next
+        IDR, requested now).
+        """
+        if not self.active:
+            self.activate()
+        self._read_since_drop = True
+        if self._idr_due is not None and self.waiting_for_keyframe and not self._queue:
+            why, self._idr_due = self._idr_due, None
+            self.request_keyframe(why)
         while not self._queue:
             if self.closed:
                 raise SubscriptionClosed(self.name)
@@ -99,6 +170,10 @@ class Subscription:
     def queued(self) -> int:
         return len(self._queue)
 
+    @property
+    def hub(self) -> MediaHub:
+        return self._hub
+
     def close(self) -> None:
         if self.closed:
             return
@@ -106,6 +181,8 @@ class Subscription:
         self._queue.clear()
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
+        if self.notify is not None:
+            self.notify.set()
         self._hub._unsubscribe(self)
 
 
@@ -155,18 +232,20 @@ class MediaHub:
         self.bytes_in = 0
         self.keyframes_in = 0
         self.starts = 0
+        self._recent: deque[tuple[float, int]] = deque(maxlen=256)  # (arrival, bytes)
 
     # --- consumers ------------------------------------------------------------
 
-    def subscribe(self, name: str = "") -> Subscription:
+    def subscribe(
+        self, name: str = "", *, limiter: KeyframeRequestLimiter | None = None
+    ) -> Subscription:
+        """A new consumer; the source starts now, frames flow from its first read."""
         if self._closing:
             raise SubscriptionClosed("hub is closing")
         self._serial += 1
-        sub = Subscription(self, self.queue_frames, name or f"{self.kind}#{self._serial}")
+        sub = Subscription(self, self.queue_frames, name or f"{self.kind}#{self._serial}", limiter)
         self._subs.add(sub)
         self._demand_changed()
-        if self.state is SourceState.STREAMING and self.idr_on_join:
-            self.request_keyframe(f"{sub.name} joined")
         return sub
 
     def _unsubscribe(self, sub: Subscription) -> None:
@@ -218,7 +297,11 @@ class MediaHub:
         return bool(self._subs or self._holds) and not self._closing
 
     def request_keyframe(self, why: str = "") -> None:
-        """Ask the source for an IDR, coalescing requests already in flight."""
+        """Ask the source for an IDR, coalescing requests already in flight.
+
+        Consumers call ``Subscription.request_keyframe`` (their back-off); this
+        is for the hub's own reasons and for that method.
+        """
         now = time.monotonic()
         if self.state is not SourceState.STREAMING:
             return  # a fresh start begins with an IDR anyway
@@ -234,10 +317,20 @@ class MediaHub:
 
     # --- source side ------------------------------------------------------------
 
+    def recent_bitrate(self, window: float = 2.0) -> float | None:
+        """What the source sent over the last ``window`` seconds, bit/s (None: too little seen)."""
+        now = time.monotonic()
+        recent = [(t, n) for t, n in self._recent if now - t <= window]
+        if len(recent) < 2 or self.state is not SourceState.STREAMING:
+            return None
+        span = max(recent[-1][0] - recent[0][0], 1e-3)
+        return sum(n for _, n in recent[1:]) * 8 / span
+
     def _on_frame(self, frame: EncodedFrame) -> None:
         self._last_frame = time.monotonic()
         self.frames_in += 1
         self.bytes_in += len(frame.data)
+        self._recent.append((self._last_frame, len(frame.data)))
         if frame.keyframe:
             self.keyframes_in += 1
             self._keyframe_requested_at = None

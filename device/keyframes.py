@@ -1,4 +1,4 @@
-"""How often one viewer's loss reports (PLI/FIR) may turn into an IDR.
+"""How often one consumer's IDR requests (join, falling behind, PLI/FIR) may reach the encoder.
 
 With encode-once fan-out, an IDR asked for by one viewer goes to *every*
 viewer: it is several times the size of a P frame, so it costs all of them
@@ -8,7 +8,8 @@ and again (its IDRs are lost too) and, at one honoured request per 0.5 s,
 put every viewer on ~1.9 IDRs a second instead of 0.5 (measured with
 ``bench.latency``'s throttled viewer; with this back-off: ~0.7).
 
-So each session backs off: the first request after a quiet spell is
+So each consumer (``hub.Subscription``) backs off, whatever the reason it
+asks (its viewer's PLI/FIR, its join, its falling behind): the first request after a quiet spell is
 honoured at once, each further one only after a gap that doubles (0.5, 1,
 2, 4, 8 s), and the gap returns to 0.5 s after ``reset_after`` seconds
 without an honoured request.  An occasional loss still gets an IDR within

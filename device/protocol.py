@@ -123,6 +123,15 @@ class Offer:
     sdp: str
     call: str | None = None
     clip: str | None = None  # v1.1: play this recorded clip instead of live video
+    quality: str | None = None  # v1.1: "auto", "high" or "low"; None = not sent (auto)
+
+
+@dataclass(frozen=True, slots=True)
+class QualityChoice:
+    """v1.1: the viewer picks the stream it gets (``auto``, ``high``, ``low``)."""
+
+    session: str
+    quality: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +208,7 @@ ViewerMessage = (
     | PushUnsubscribe
     | Record
     | DeleteClip
+    | QualityChoice
 )
 
 DEVICE_TYPES = frozenset(
@@ -216,8 +226,10 @@ DEVICE_TYPES = frozenset(
         "clips",
         "motion",
         "recorded",
+        "stream",
     }
 )
+QUALITIES = ("auto", "high", "low")
 MAX_SDP = 60_000
 MAX_CANDIDATE = 1_024
 
@@ -281,6 +293,17 @@ def _call_id(obj: dict[str, Any], name: str, session: str | None) -> str:
             ErrorCode.BAD_REQUEST, f"field {name!r} must match ^[A-Za-z0-9_-]{{8,64}}$", session
         )
     return call
+
+
+def _quality(obj: dict[str, Any], session: str) -> str:
+    quality = _field(obj, "quality", str, session=session)
+    if quality not in QUALITIES:
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST,
+            f"field 'quality' must be one of {', '.join(QUALITIES)}, not {_clip(repr(quality))}",
+            session,
+        )
+    return quality
 
 
 def _parse_candidate(obj: dict[str, Any], session: str) -> IceCandidate | None:
@@ -361,7 +384,11 @@ def parse_viewer_message(payload: bytes) -> ViewerMessage:
             raise ProtocolError(
                 ErrorCode.BAD_REQUEST, "an offer answers a call or plays a clip, not both", session
             )
-        return Offer(session=session, sdp=sdp, call=call, clip=clip)
+        quality = _quality(obj, session) if obj.get("quality") is not None else None
+        return Offer(session=session, sdp=sdp, call=call, clip=clip, quality=quality)
+    if kind == "quality":
+        session = _session_id(obj)
+        return QualityChoice(session=session, quality=_quality(obj, session))
     if kind == "candidate":
         session = _session_id(obj)
         return Candidate(session=session, candidate=_parse_candidate(obj, session))

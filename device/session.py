@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 from enum import StrEnum
@@ -25,18 +26,30 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpSrPacket,
+    unpack_remb_fci,
+)
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from .hub import MediaHub, Subscription
 from .ice_watch import IceWatch, split_offer
 from .keyframes import KeyframeRequestLimiter
+from .pacing import LinkPacer
 from .protocol import ByeReason, ErrorCode, IceCandidate, ProtocolError
+from .quality import Quality, QualityPolicy, Stream
 from .recording.playback import ClipPlayer
 from .talkback import Speaker
 from .tracks import PassthroughTrack
 
 log = logging.getLogger("peercam.session")
+
+#: Benchmarks only: "1" sends to every viewer unpaced (aiortc's own behaviour),
+#: so ``bench.substream`` can show what pacing buys.  Not a config key on purpose.
+NO_PACING_ENV = "PEERCAM_BENCH_NO_PACING"
 
 H264_PROFILE = "42e01f"  # constrained baseline, level 3.1: decodes everywhere, Safari included
 MAX_REMOTE_CANDIDATES = 200  # per session (offer SDP plus trickle): browsers send a few dozen
@@ -121,12 +134,33 @@ class Session:
         on_connected: Callable[[Session], None] | None = None,
         speaker: Speaker | None = None,
         playback: ClipPlayer | None = None,
+        video_low: MediaHub | None = None,
+        quality: Quality = Quality.AUTO,
+        policy: QualityPolicy | None = None,
+        on_stream: Callable[[Session], None] | None = None,
     ) -> None:
         self.viewer = viewer
         self.id = session_id
         self.label = f"{viewer}/{session_id[:12]}"
         self._video_hub = video
+        self._video_low = video_low  # the substream's hub; None = the device runs none
         self._audio_hub = audio
+        self.quality = quality
+        self.policy = policy or QualityPolicy()
+        self._on_stream = on_stream
+        #: The stream being sent now, and the one a switch is under way to.
+        self.stream = Stream.MAIN
+        self._switching_to: Stream | None = None
+        # one back-off per encoder: switching back and forth cannot spray IDRs
+        self._limiters = {
+            Stream.MAIN: KeyframeRequestLimiter(),
+            Stream.SUB: KeyframeRequestLimiter(),
+        }
+        self._video_track: PassthroughTrack | None = None
+        #: The viewer understands ``stream`` messages (it sent ``quality``: v1.1).
+        self.announce_stream = False
+        #: What this viewer's link takes bounds what is sent to it (pacing.py).
+        self.pacer = LinkPacer()
         self._connect_timeout = connect_timeout
         self._on_end = on_end
         self._on_connected = on_connected
@@ -136,7 +170,6 @@ class Session:
         self._tracks: list[PassthroughTrack] = []
         self._timer: asyncio.TimerHandle | None = None
         self._close_task: asyncio.Task[None] | None = None
-        self._keyframe_limiter = KeyframeRequestLimiter()  # PLI/FIR backoff per viewer
         self.state = SessionState.NEW
         self.created = time.monotonic()
         self.connected_at: float | None = None
@@ -201,7 +234,17 @@ class Session:
                 ErrorCode.UNSUPPORTED, "the offer has no video m-line to receive H.264", self.id
             )
         pc = self._pc
-        video_track = PassthroughTrack("video", self._video_hub.subscribe(f"video→{self.label}"))
+        if self.quality is Quality.LOW and self._video_low is not None:
+            self.stream = Stream.SUB
+        self.policy.stream = self.stream
+        fps = max(1, getattr(getattr(self._video_hub.source, "info", None), "fps", 30))
+        video_track = PassthroughTrack(
+            "video",
+            self._subscribe(self.stream),
+            frame_interval_us=round(1_000_000 / fps),
+            on_switched=self._switched,
+        )
+        self._video_track = video_track
         self._tracks.append(video_track)
         video = pc.addTransceiver(video_track, direction="sendonly")
         video.setCodecPreferences(h264_preferences())
@@ -224,8 +267,8 @@ class Session:
             else:
                 audio = pc.addTransceiver("audio", direction="recvonly")
             audio.setCodecPreferences(opus_preferences())
-        self._hook_keyframe_requests(video.sender)
-        self._hook_bandwidth_reports(video.sender, video_track.subscription)
+        self._hook_keyframe_requests(video.sender, video_track)
+        self._hook_receiver_reports(video.sender, video_track)
 
         # The viewer's mDNS candidates are resolved after the answer is out and its
         # end-of-candidates never reaches aioice (see ice_watch.split_offer).
@@ -298,6 +341,8 @@ class Session:
             await self._close_ice_directly()
             return ""
         self.state = SessionState.CONNECTING
+        if os.environ.get(NO_PACING_ENV) != "1":
+            self._install_pacer(video.sender)
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._connect_timeout, self._connect_timed_out)
         return pc.localDescription.sdp
@@ -405,26 +450,53 @@ class Session:
         if self.playback is not None and getattr(channel, "label", "") == "playback":
             self.playback.attach(channel)
 
-    def _hook_keyframe_requests(self, sender: RTCRtpSender) -> None:
-        """aiortc turns PLI/FIR into a flag for its own encoder; we have none, so ask the hub."""
+    def _hook_keyframe_requests(self, sender: RTCRtpSender, track: PassthroughTrack) -> None:
+        """aiortc turns PLI/FIR into a flag for its own encoder; we have none, so ask the hub.
+
+        Through the subscription being sent, so the viewer's PLI/FIR share one
+        back-off with its join and its falling behind.
+        """
 
         def on_keyframe_request() -> None:
-            if not self._keyframe_limiter.allow(time.monotonic()):
-                return
-            self.keyframe_requests += 1
-            self._video_hub.request_keyframe(f"PLI/FIR from {self.label}")
+            if track.subscription.request_keyframe(f"PLI/FIR from {self.label}"):
+                self.keyframe_requests += 1
 
         sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
 
-    def _hook_bandwidth_reports(self, sender: RTCRtpSender, subscription: Subscription) -> None:
-        """Pass the viewer's REMB estimates to the hub (the encoder follows the lowest).
+    def _install_pacer(self, video_sender: RTCRtpSender) -> None:
+        """Every RTP packet of this session through its ``LinkPacer``; NACKs through its gate."""
+        transports = {}
+        for transceiver in self._pc.getTransceivers():
+            dtls = transceiver.sender.transport
+            if dtls is not None:
+                transports[id(dtls)] = dtls
+        pacer = self.pacer
+        for dtls in transports.values():
+            forward = dtls._send_rtp
 
-        aiortc hands REMB only to its own encoder; the hook sees every RTCP
-        packet routed to this sender first, then lets aiortc handle it.
+            async def paced(data: bytes, forward=forward) -> None:  # type: ignore[no-untyped-def]
+                await pacer.send(data, forward)
+
+            dtls._send_rtp = paced
+        retransmit = video_sender._retransmit
+
+        async def gated_retransmit(sequence_number: int) -> None:
+            if pacer.may_retransmit(sequence_number):
+                await retransmit(sequence_number)
+
+        video_sender._retransmit = gated_retransmit  # type: ignore[method-assign]
+
+    def _hook_receiver_reports(self, sender: RTCRtpSender, track: PassthroughTrack) -> None:
+        """The viewer's REMB and loss reports: to the hub being sent, and to the quality policy.
+
+        REMB goes to the hub of the stream this viewer receives (an encoder
+        follows only its own viewers).  aiortc hands REMB only to its own
+        encoder; the hook sees every RTCP packet routed to this sender first,
+        then lets aiortc handle it.
         """
         handle = sender._handle_rtcp_packet
 
-        async def handle_with_remb(packet: object) -> None:
+        async def handle_reports(packet: object) -> None:
             if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
                 try:
                     bitrate, ssrcs = unpack_remb_fci(packet.fci)
@@ -432,10 +504,94 @@ class Session:
                     pass  # another PSFB APP message, not REMB
                 else:
                     if sender._ssrc in ssrcs:
-                        self._video_hub.report_bandwidth(subscription, bitrate)
+                        subscription = track.subscription
+                        subscription.hub.report_bandwidth(subscription, bitrate)
+                        self.pacer.on_estimate(bitrate, subscription.hub.recent_bitrate())
+                        self._decide(
+                            self.policy.on_estimate(bitrate, self._video_hub.recent_bitrate())
+                        )
+            elif isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+                for report in packet.reports:
+                    if report.ssrc == sender._ssrc:
+                        self.pacer.on_loss(report.fraction_lost / 256)
+                        self._decide(self.policy.on_loss(report.fraction_lost / 256))
             await handle(packet)  # type: ignore[arg-type]
 
-        sender._handle_rtcp_packet = handle_with_remb  # type: ignore[method-assign]
+        sender._handle_rtcp_packet = handle_reports  # type: ignore[method-assign]
+
+    # --- which stream -------------------------------------------------------------
+
+    @property
+    def has_substream(self) -> bool:
+        return self._video_low is not None
+
+    def _subscribe(self, stream: Stream) -> Subscription:
+        hub = self._video_low if stream is Stream.SUB else self._video_hub
+        assert hub is not None
+        suffix = " (substream)" if stream is Stream.SUB else ""
+        return hub.subscribe(f"video→{self.label}{suffix}", limiter=self._limiters[stream])
+
+    def _decide(self, stream: Stream | None) -> None:
+        """The policy's advice (``auto`` only)."""
+        if stream is None or self.quality is not Quality.AUTO or self._video_low is None:
+            return
+        self._move(stream, "auto")
+
+    def _move(self, stream: Stream, why: str) -> None:
+        track = self._video_track
+        if track is None or self.closed:
+            return
+        target = self._switching_to or self.stream
+        if stream is target:
+            return
+        if stream is self.stream:  # back to what is being sent: drop the switch under way
+            track.cancel_switch()
+            self._switching_to = None
+            self.policy.moved(stream)
+            return
+        self._switching_to = stream
+        self.policy.moved(stream)
+        log.info("%s: switching to the %s stream (%s)", self.label, stream, why)
+        track.switch_to(self._subscribe(stream))
+
+    def _switched(self, subscription: Subscription) -> None:
+        stream = Stream.SUB if subscription.hub is self._video_low else Stream.MAIN
+        self.stream = stream
+        self._switching_to = None
+        self.pacer.forget_before_switch()
+        log.info("%s: now sending the %s stream", self.label, stream)
+        if self._on_stream is not None:
+            self._on_stream(self)
+
+    def set_quality(self, quality: Quality) -> None:
+        """The viewer's choice: ``high``/``low`` pin a stream, ``auto`` lets the policy decide."""
+        if quality is Quality.LOW and self._video_low is None:
+            raise ProtocolError(
+                ErrorCode.UNSUPPORTED,
+                "this device runs no substream ([camera] substream is off); "
+                "it sends the main stream",
+                self.id,
+            )
+        self.quality = quality
+        if quality is Quality.HIGH:
+            self._move(Stream.MAIN, "the viewer chose high")
+        elif quality is Quality.LOW:
+            self._move(Stream.SUB, "the viewer chose low")
+
+    def stream_message(self) -> dict[str, object]:
+        """The ``stream`` message (PROTOCOL.md v1.1): what this viewer is sent now."""
+        hub = self._video_low if self.stream is Stream.SUB else self._video_hub
+        info = getattr(hub.source, "info", None) if hub is not None else None
+        message: dict[str, object] = {
+            "type": "stream",
+            "session": self.id,
+            "stream": str(self.stream),
+            "quality": str(self.quality),
+            "substream": self._video_low is not None,
+        }
+        if info is not None:
+            message.update(width=info.width, height=info.height, fps=info.fps)
+        return message
 
     # --- life ---------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from .protocol import (
     ProtocolError,
     PushSubscribe,
     PushUnsubscribe,
+    QualityChoice,
     Record,
     Reply,
     Topics,
@@ -45,6 +46,7 @@ from .protocol import (
     error_message,
     parse_viewer_message,
 )
+from .quality import Quality, QualityPolicy, Stream
 from .recording.playback import ClipPlayer
 from .recording.recorder import Recorder
 from .relay.director import RelayDirector
@@ -84,6 +86,7 @@ class DeviceDescription:
     audio_codec: str | None
     talkback: bool
     version: str
+    substream: VideoInfo | None = None  # v1.1: the second, smaller stream, if the device runs one
 
 
 class _ViewerInbox:
@@ -127,9 +130,13 @@ class Signaling:
         status_refresh: float = 0.0,
         clips: Recorder | None = None,
         push: PushHandler | None = None,
+        video_low: MediaHub | None = None,
+        quality_policy: Callable[[], QualityPolicy] = QualityPolicy,
         relay: RelayDirector | None = None,
     ) -> None:
         self.topics = topics
+        self.video_low = video_low  # the substream's hub (None: no substream)
+        self._quality_policy = quality_policy
         self.webrtc = webrtc
         self.description = description
         self.video = video
@@ -262,6 +269,24 @@ class Signaling:
                     )
                 else:
                     self.calls.decline(viewer, call)
+            case QualityChoice(session=session, quality=quality):
+                target = self.sessions.get((viewer, session))
+                if target is None:
+                    raise ProtocolError(
+                        ErrorCode.UNKNOWN_SESSION,
+                        f"no session {session!r} for this viewer",
+                        session,
+                    )
+                if target.playback is not None:
+                    raise ProtocolError(
+                        ErrorCode.UNSUPPORTED,
+                        "this session plays a recorded clip, which has one stream; "
+                        "quality applies to live video",
+                        session,
+                    )
+                target.announce_stream = True
+                target.set_quality(Quality(quality))
+                await self._send(viewer, target.stream_message())
             case Reply(reply=reply):
                 self._reply(viewer, reply)
             case Open():
@@ -371,6 +396,7 @@ class Signaling:
             "audio": {"codec": d.audio_codec} if d.audio_codec else None,
             "talkback": d.talkback,
             **self._push_key(),
+            "substream": d.substream.as_message() if d.substream else None,
         }
         if relayed:
             assert self.relay is not None
@@ -439,7 +465,15 @@ class Signaling:
             on_connected=self._session_connected,
             speaker=self.speaker if answers_call else None,
             playback=player,
+            # a clip plays as it was recorded: one stream, no quality choice
+            video_low=self.video_low if player is None else None,
+            quality=Quality(offer.quality or "auto") if player is None else Quality.AUTO,
+            policy=self._quality_policy(),
+            on_stream=self._session_stream,
         )
+        session.announce_stream = offer.quality is not None and player is None
+        if offer.quality == "low" and self.video_low is None and player is None:
+            log.info("%s: asked for the substream, which this device does not run", session.label)
         # The same session id offering again supersedes the old peer
         # connection (aiortc has no ICE restart), keeping its call if any.
         self.sessions[key] = session  # hold the slot while negotiating
@@ -463,6 +497,8 @@ class Signaling:
             return
         self.ice.note_gathering(ice_servers, session.local_candidate_types())
         await self._send(viewer, {"type": "answer", "session": offer.session, "sdp": sdp})
+        if session.announce_stream:
+            await self._send(viewer, session.stream_message())
         log.info(
             "%s: answered (%d of %d viewers)%s",
             session.label,
@@ -522,6 +558,16 @@ class Signaling:
     def _session_connected(self, session: Session) -> None:
         if self.calls is not None and self.sessions.get((session.viewer, session.id)) is session:
             self.calls.connected(session.viewer, session.id)
+
+    def _session_stream(self, session: Session) -> None:
+        """The session now sends the other stream: tell a v1.1 viewer, refresh status."""
+        self._status_changed.set()
+        if session.announce_stream and self.sessions.get((session.viewer, session.id)) is session:
+            self._spawn(self._send(session.viewer, session.stream_message()))
+
+    def substream_viewers(self) -> int:
+        """Sessions receiving the substream now (for status)."""
+        return sum(s.stream is Stream.SUB for s in self.sessions.values())
 
     def _session_ended(self, session: Session, reason: ByeReason | None) -> None:
         """A session failed or was closed from the far end."""

@@ -57,7 +57,6 @@ async def take_snapshot(video: MediaHub, timeout: float = 5.0) -> bytes | None:
     """The next key frame as JPEG, or None (logged) when the camera gives none in time."""
     sub = video.subscribe("snapshot")
     try:
-        video.request_keyframe("snapshot")
         async with asyncio.timeout(timeout):
             while True:
                 frame = await sub.get()

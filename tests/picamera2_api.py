@@ -8,7 +8,12 @@ exactly as written (``ast.unparse``), the decorators and the base classes.
 ``tests/data/picamera2_api.json`` holds that for several picamera2 releases,
 made with::
 
-    python -m tests.picamera2_api --git /path/to/picamera2.git v0.3.17 v0.3.36 ...
+    pip download --no-deps picamera2==0.3.38
+    python -m tests.picamera2_api --git /path/to/picamera2.git v0.3.17 v0.3.36 ... \
+        --wheel picamera2-0.3.38-py3-none-any.whl
+
+Releases newer than the git mirror's tags are read from PyPI's wheel (the
+same ``picamera2/`` tree), recorded with the wheel's name and sha256.
 
 ``tests/test_fake_picamera2.py`` extracts the same from the fake in
 ``device/fakehw/site`` and compares, so the fake cannot drift from the real
@@ -19,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import json
 import subprocess
 import sys
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -164,15 +171,37 @@ def extract_git(git_dir: Path, ref: str) -> dict[str, Any]:
     return {"ref": ref, "commit": commit, **extract(read)}
 
 
+def extract_wheel(wheel: Path) -> dict[str, Any]:
+    """The API snapshot of a picamera2 wheel from PyPI (``pip download --no-deps``)."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+
+        def read(path: str) -> str | None:
+            return archive.read(path).decode("utf-8") if path in names else None
+
+        api = extract(read)
+    version = wheel.name.split("-")[1]
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    return {"ref": f"v{version}", "wheel": wheel.name, "sha256": digest, **api}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--git", type=Path, required=True, help="a picamera2 git directory")
     parser.add_argument("refs", nargs="+", help="tags or commits, oldest first")
+    parser.add_argument(
+        "--wheel", type=Path, action="append", default=[], help="a newer release's PyPI wheel"
+    )
     args = parser.parse_args(argv)
+    wheels = "".join(f" --wheel {w.name}" for w in args.wheel)
     snapshot = {
-        "source": "https://github.com/raspberrypi/picamera2",
-        "made_by": "python -m tests.picamera2_api --git DIR " + " ".join(args.refs),
-        "versions": [extract_git(args.git, ref) for ref in args.refs],
+        "source": (
+            "https://github.com/raspberrypi/picamera2 (tags), "
+            "https://pypi.org/project/picamera2/ (wheels)"
+        ),
+        "made_by": "python -m tests.picamera2_api --git DIR " + " ".join(args.refs) + wheels,
+        "versions": [extract_git(args.git, ref) for ref in args.refs]
+        + [extract_wheel(w) for w in args.wheel],
     }
     json.dump(snapshot, sys.stdout, indent=1, sort_keys=False)
     sys.stdout.write("\n")

@@ -26,6 +26,8 @@ from tests.waiting import wait_until
 async def test_the_tone_is_encoded_once_and_every_subscriber_gets_the_same_packets() -> None:
     hub = MediaHub(TestToneSource(), kind="audio", queue_frames=100, idle_stop=0.1)
     alice, bob = hub.subscribe("alice"), hub.subscribe("bob")
+    alice.activate()  # both take packets from now on (a subscription takes none before)
+    bob.activate()
     got_alice = [await asyncio.wait_for(alice.get(), 10) for _ in range(25)]
     got_bob = [await asyncio.wait_for(bob.get(), 10) for _ in range(25)]
     assert all(a is b for a, b in zip(got_alice, got_bob, strict=True)), "the same objects"

@@ -1,7 +1,8 @@
 """The fake picamera2 against the real one: signatures, threads, errors, bytes.
 
 ``tests/data/picamera2_api.json`` is read from the real picamera2 source
-(releases 0.3.17 to 0.3.36, commits recorded in the file; regenerate with
+(releases 0.3.17 to 0.3.36 from git, commits recorded in the file, and
+0.3.38 from PyPI's wheel, its sha256 recorded; regenerate with
 ``python -m tests.picamera2_api``).  The fake must match the newest release
 exactly; what peercam calls must exist in every release it supports.
 """
@@ -54,8 +55,13 @@ def params(args_text: str) -> dict[str, str | None]:
 
 def test_the_snapshot_records_where_it_comes_from() -> None:
     refs = [v["ref"] for v in SNAPSHOT["versions"]]
-    assert refs[-1] == "v0.3.36" and "v0.3.17" in refs
-    assert all(len(v["commit"]) == 40 for v in SNAPSHOT["versions"])
+    assert refs[-1] == "v0.3.38" and "v0.3.36" in refs and "v0.3.17" in refs
+    for version in SNAPSHOT["versions"]:
+        if "wheel" in version:
+            assert version["wheel"] == f"picamera2-{version['ref'][1:]}-py3-none-any.whl"
+            assert len(version["sha256"]) == 64
+        else:
+            assert len(version["commit"]) == 40
 
 
 @pytest.mark.parametrize(
@@ -227,15 +233,17 @@ def test_without_a_profile_the_encoder_sends_high_profile_as_the_pi_does(fake: P
     assert profile is not None and profile[0] == 100  # High
 
 
-def test_no_camera_is_a_bare_index_error(fake: Path) -> None:
+def test_no_camera_is_the_runtime_error_of_0_3_37_and_later(fake: Path) -> None:
+    """0.3.37 replaced the bare IndexError with this RuntimeError (picamera2.py ~345)."""
     from picamera2 import Picamera2
 
     control.write_control(fake, cameras=[])
     assert Picamera2.global_camera_info() == []
-    with pytest.raises(IndexError):
+    hint = r' found - use "rpicam-hello --list-cameras" to check connected cameras$'
+    with pytest.raises(RuntimeError, match=r"^No camera number 0" + hint):
         Picamera2()
     control.write_control(fake, cameras=["imx708"])
-    with pytest.raises(IndexError):
+    with pytest.raises(RuntimeError, match=r"^No camera number 1" + hint):
         Picamera2(1)
 
 

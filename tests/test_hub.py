@@ -63,35 +63,94 @@ async def test_source_runs_only_while_someone_watches() -> None:
     await hub.close()
 
 
-async def test_new_consumer_starts_on_an_idr_and_asks_for_one() -> None:
+async def test_new_consumer_starts_on_an_idr_requested_when_it_first_reads() -> None:
     src = ScriptedSource()
     hub = MediaHub(src, kind="video", queue_frames=8, idle_stop=1)
     first = hub.subscribe("first")
     await wait_until(lambda: src.sink is not None, "src.sink is not None", 5.0)
+    reader = asyncio.create_task(first.get())
+    await settle()
     src.push(keyframe=True)
+    await reader
     src.push()
     late = hub.subscribe("late")
-    assert src.keyframe_requests == 1
+    assert src.keyframe_requests == 0, "subscribing alone asks for nothing"
+    late_reader = asyncio.create_task(late.get())
+    await settle()
+    assert src.keyframe_requests == 1, "its first read asks for its IDR"
     src.push()  # a P frame: useless to a newcomer
     idr = src.push(keyframe=True)
-    assert await late.get() == idr
-    assert first.queued == 4
+    assert await late_reader == idr
+    assert first.queued == 3
     await hub.close()
 
 
-async def test_without_idr_on_join_a_newcomer_waits_for_the_periodic_idr() -> None:
-    """The benchmark-only switch: no request on join, the newcomer still starts on an IDR."""
+async def test_a_consumer_that_never_reads_takes_nothing_and_asks_for_nothing() -> None:
+    """A session still in ICE checking: its sender has not started reading."""
     src = ScriptedSource()
-    hub = MediaHub(src, kind="video", queue_frames=8, idle_stop=1, idr_on_join=False)
-    hub.subscribe("first")
+    hub = MediaHub(src, kind="video", queue_frames=3, idle_stop=1)
+    hub.subscribe("connecting")
     await wait_until(lambda: src.sink is not None, "src.sink is not None", 5.0)
-    src.push(keyframe=True)
-    late = hub.subscribe("late")
-    src.push()
+    watcher = hub.subscribe("watching")
+    watcher.activate()
+    for i in range(300):
+        src.push(keyframe=i % 60 == 0)
+        assert await watcher.get()
     assert src.keyframe_requests == 0
-    assert late.queued == 0
-    idr = src.push(keyframe=True)
-    assert await late.get() == idr
+    assert hub.keyframes_in == 5  # the stream's own
+    await hub.close()
+
+
+async def test_a_consumer_that_stops_reading_asks_for_nothing_until_it_reads_again() -> None:
+    src = ScriptedSource()
+    hub = MediaHub(src, kind="video", queue_frames=3, idle_stop=1)
+    stuck = hub.subscribe("stuck")
+    await wait_until(lambda: src.sink is not None, "src.sink is not None", 5.0)
+    stuck.activate()
+    src.push(keyframe=True)
+    assert await stuck.get()
+    requests = src.keyframe_requests
+    for i in range(1, 300):
+        src.push(keyframe=i % 60 == 0)
+    assert stuck.dropped > 0 and stuck.queued <= 3
+    assert src.keyframe_requests == requests, "a consumer that reads nothing asks nothing"
+    # It reads again: whatever it had queued, then one IDR request when it runs dry.
+    while stuck.queued:
+        await stuck.get()
+    src.push()  # overflows nothing; the next read would wait for an IDR
+    await stuck.get() if stuck.queued else None
+    for _ in range(5):
+        src.push()
+    reader = asyncio.create_task(stuck.get())
+    await settle()
+    assert src.keyframe_requests <= requests + 1
+    src.push(keyframe=True)
+    assert (await reader).keyframe
+    await hub.close()
+
+
+async def test_falling_behind_again_and_again_goes_through_the_back_off() -> None:
+    src = ScriptedSource()
+    hub = MediaHub(src, kind="video", queue_frames=3, idle_stop=1)
+    slow = hub.subscribe("slow")
+    await wait_until(lambda: src.sink is not None, "src.sink is not None", 5.0)
+    slow.activate()
+    src.push(keyframe=True)
+    passed_before = slow.keyframe_requests
+    for _ in range(20):  # read one, then fall behind, then read: at once, many times
+        src.push(keyframe=True)
+        await slow.get()
+        for _ in range(5):
+            src.push()
+        src.push()
+        await slow.get() if slow.queued else None
+        reader = asyncio.create_task(slow.get())
+        await settle()
+        src.push(keyframe=True)
+        await reader
+    # All within far less than the limiter's first gap: at most one got through.
+    assert slow.keyframe_requests - passed_before <= 1
+    assert slow.keyframe_requests_held >= 1
     await hub.close()
 
 
@@ -116,6 +175,8 @@ async def test_slow_consumer_skips_to_next_idr_without_growing() -> None:
     slow = hub.subscribe("slow")
     fast = hub.subscribe("fast")
     await wait_until(lambda: src.sink is not None, "src.sink is not None", 5.0)
+    slow.activate()
+    fast.activate()
     src.push(keyframe=True)
     got_fast = [await fast.get()]
     for _ in range(10):

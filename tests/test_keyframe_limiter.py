@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 from peercam.keyframes import KeyframeRequestLimiter
+from tests.waiting import wait_until
 
 
 def honoured(limiter: KeyframeRequestLimiter, times: list[float]) -> list[float]:
@@ -50,7 +51,8 @@ async def test_a_session_passes_pli_through_its_limiter() -> None:
     from tests.test_hub import ScriptedSource
     from tests.viewer import create_offer
 
-    hub = MediaHub(ScriptedSource(), kind="video", queue_frames=8, idle_stop=1)
+    source = ScriptedSource()
+    hub = MediaHub(source, kind="video", queue_frames=8, idle_stop=1)
     session = Session(
         "viewer",
         "limiter-test",
@@ -63,11 +65,16 @@ async def test_a_session_passes_pli_through_its_limiter() -> None:
     offer = await create_offer()
     try:
         await session.answer(offer.localDescription.sdp)
+        await wait_until(lambda: source.sink is not None, "the source started", 5.0)
+        source.push(keyframe=True)  # streaming: requests can reach the source
         sender = session._pc.getTransceivers()[0].sender
         for _ in range(20):
             sender._send_keyframe()
         assert session.keyframe_requests == 1
-        assert session._keyframe_limiter.last is not None
+        assert source.keyframe_requests == 1
+        subscription = session._tracks[0].subscription
+        assert subscription.limiter.last is not None
+        assert subscription.keyframe_requests_held == 19
     finally:
         await session.close()
         await offer.close()

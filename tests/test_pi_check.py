@@ -50,8 +50,30 @@ def test_a_working_pi_reports_camera_modes_encoder_and_microphone(
     assert "[ok] H.264 encoder: hardware" in out
     assert "[ok] camera picamera2 640x480@30: first frame in" in out
     assert "profile-level-id 42c0" in out  # constrained baseline
+    assert (
+        "[ok] substream 640x360@30, 400 kbit/s, hardware encoder (a second H264Encoder on "
+        "picamera2's lores stream): first frame in" in out
+    )
     assert "[ok] microphone: test tone (440 Hz), Opus 48 kHz" in out
     assert "all checks passed" in out
+
+
+def test_on_a_pi_5_the_substream_is_off_with_a_warning_unless_configured(
+    tmp_path: Path, mosquitto: MosquittoBroker
+) -> None:
+    cam = FakeCamera(tmp_path / "hw")
+    cam.set(platform="pisp")
+    rc, out = check(tmp_path, mosquitto, cam)
+    assert rc == 0, out
+    assert "[warn] substream off: this Pi encodes in software (Pi 5)" in out
+    rc, out = check(
+        tmp_path,
+        mosquitto,
+        cam,
+        camera={"source": "picamera2", "width": 640, "height": 480, "substream": True},
+    )
+    assert rc == 0, out
+    assert "[ok] substream 640x360@30, 400 kbit/s, software encoder (libx264): first frame" in out
 
 
 def test_what_is_missing_comes_with_the_command_that_fixes_it(

@@ -127,6 +127,7 @@ async def test_viewers_decode_the_cameras_hardware_h264(
         "frame_duration_us": 33333,
         "hflip": False,  # rotation 180 = hflip + vflip, then hflip again
         "vflip": True,
+        "lores": None,  # 320x240 is smaller than the default substream: none configured
     }
     assert state.opens == 1 and state.running
     log = daemon.log_text()

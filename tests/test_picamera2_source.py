@@ -152,6 +152,16 @@ def test_open_errors_become_one_precise_line() -> None:
     assert describe_open_error(IndexError(), 1, cams) == (
         "no camera 1: 1 camera(s) detected (0: imx708); set [camera] index to one of them"
     )
+    # picamera2 0.3.37+ says it with a RuntimeError instead: the same sentences.
+    missing = (
+        'No camera number {} found - use "rpicam-hello --list-cameras" to check connected cameras'
+    )
+    assert describe_open_error(RuntimeError(missing.format(0)), 0, []) == (
+        "no camera detected: check the ribbon cable and `rpicam-hello --list-cameras`"
+    )
+    assert describe_open_error(RuntimeError(missing.format(1)), 1, cams) == (
+        "no camera 1: 1 camera(s) detected (0: imx708); set [camera] index to one of them"
+    )
     try:
         try:
             raise RuntimeError("Failed to acquire camera: Device or resource busy")

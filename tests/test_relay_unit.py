@@ -225,15 +225,14 @@ async def test_a_last_will_ends_the_viewers_leases_after_the_grace() -> None:
 
 async def test_janus_plis_become_idrs_through_the_per_viewer_back_off() -> None:
     """Janus passes every subscriber's PLI on (5 joins, 5 PLIs in 3 ms): one IDR results."""
+    from peercam.hub import MediaHub
     from peercam.relay.janus import JanusPublisher, JanusTarget
+    from peercam.tracks import PassthroughTrack
+    from tests.test_hub import ScriptedSource
 
-    class Hub:
-        requests: list[str] = []
-
-        def request_keyframe(self, why: str = "") -> None:
-            self.requests.append(why)
-
-    hub = Hub()
+    source = ScriptedSource()
+    hub = MediaHub(source, kind="video", queue_frames=8, idle_stop=1)
+    track = PassthroughTrack("video", hub.subscribe("video→janus"))
     target = JanusTarget("ws://sfu:8188", "ws://sfu:8188", 7, True, 1_000_000, "Door")
 
     async def no_servers() -> list[object]:
@@ -241,14 +240,20 @@ async def test_janus_plis_become_idrs_through_the_per_viewer_back_off() -> None:
 
     publisher = JanusPublisher(
         target,
-        video=hub,  # type: ignore[arg-type]
+        video=hub,
         audio=None,
         ice_servers=no_servers,  # type: ignore[arg-type]
         on_change=lambda: None,
     )
-    sender = type("Sender", (), {})()
-    publisher._hook_keyframe_requests(sender)
-    for _ in range(5):
-        sender._send_keyframe()
-    assert hub.requests == ["PLI/FIR from Janus"]
+    try:
+        await wait_until(lambda: source.sink is not None, "the source started", 5)
+        source.push(keyframe=True)  # streaming: requests reach the source
+        sender = type("Sender", (), {})()
+        publisher._hook_keyframe_requests(sender, track)
+        for _ in range(5):
+            sender._send_keyframe()
+        assert source.keyframe_requests == 1
+    finally:
+        track.stop()
+        await hub.close()
     assert (publisher.keyframe_requests_seen, publisher.keyframe_requests) == (5, 1)

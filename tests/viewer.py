@@ -684,6 +684,7 @@ class Viewer:
         send_audio: MediaStreamTrack | None = None,
         clip: str | None = None,
         data_channel: str | None = None,
+        quality: str | None = None,
     ) -> WatchSession:
         """hello → welcome → offer → answer; returns the session with media flowing in.
 
@@ -698,6 +699,7 @@ class Viewer:
             clip: play this recorded clip instead of live (v1.1; the offer carries ``clip``).
             data_channel: open a data channel with this label (``"playback"`` for clips);
                 its messages land in ``channel_messages``.
+            quality: v1.1 ``quality`` in the offer ("auto", "high", "low").
 
         Raises SignalingError when the device answers with ``error``.
         """
@@ -740,6 +742,8 @@ class Viewer:
                 offer["call"] = call
             if clip is not None:
                 offer["clip"] = clip
+            if quality is not None:
+                offer["quality"] = quality
             await self.send(offer)
             if end_of_candidates:
                 await self.send({"type": "candidate", "session": sid, "candidate": None})

@@ -2,7 +2,7 @@
 
 ``site/`` holds stand-ins for the Raspberry Pi's ``picamera2`` and
 ``libcamera`` Python packages: same import paths, classes, constructor
-signatures and defaults as picamera2 0.3.36 (checked against its source by
+signatures and defaults as picamera2 0.3.38 (checked against its source by
 ``tests/test_fake_picamera2.py``), the same background threads calling
 ``Output.outputframe`` with five positional arguments, the same exceptions.
 They encode a rendered test picture with libx264 into real H.264.

@@ -101,6 +101,7 @@ class State:
     camera: int | None = None
     config: dict[str, Any] = field(default_factory=dict)
     encoder: dict[str, Any] = field(default_factory=dict)
+    lores_encoder: dict[str, Any] = field(default_factory=dict)  # the second encoder, if any
     key_frames_forced: int = 0
     bitrates: list[int] = field(default_factory=list)
 

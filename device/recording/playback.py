@@ -323,10 +323,14 @@ class ClipSubscription:
     session's tracks, packetizing and close path are the live ones.
     """
 
-    def __init__(self, player: ClipPlayer, kind: str) -> None:
+    def __init__(self, player: ClipPlayer, kind: str, feed: ClipFeed | None = None) -> None:
         self._player = player
+        self._feed = feed
         self.kind = kind
         self.name = f"clip-{kind}"
+        #: Set by a track that waits on two subscriptions (a live stream switch); a
+        #: clip never switches, so nothing sets it here.
+        self.notify: asyncio.Event | None = None
         self._samples = player.video if kind == "video" else player.audio
         self._index = 0
         self._generation = 0
@@ -359,6 +363,15 @@ class ClipSubscription:
             self.delivered += 1
             return EncodedFrame(sample.data, player.out_pts(due), sample.key)
 
+    @property
+    def hub(self) -> ClipFeed | None:
+        """The feed it came from (the session reports REMB to ``subscription.hub``)."""
+        return self._feed
+
+    def request_keyframe(self, why: str) -> bool:
+        """A viewer's PLI/FIR: a file cannot make an IDR (the next recorded one comes)."""
+        return False
+
     def close(self) -> None:
         self.closed = True
 
@@ -366,15 +379,25 @@ class ClipSubscription:
 class ClipFeed:
     """What a session needs from a hub, for a clip: subscribe; keyframes and REMB are moot."""
 
+    #: No live source behind a clip (a session reads ``hub.source.info`` when there is one).
+    source = None
+
     def __init__(self, player: ClipPlayer, kind: str) -> None:
         self._player = player
         self.kind = kind
+        samples = player.video if kind == "video" else player.audio
+        size = sum(len(sample.data) for sample in samples)
+        #: The clip's mean bitrate: what the session's pacer must let through at least.
+        self.bitrate = size * 8 / player.duration if player.duration > 0 else None
 
-    def subscribe(self, name: str = "") -> ClipSubscription:
-        return ClipSubscription(self._player, self.kind)
+    def subscribe(self, name: str = "", limiter: object = None) -> ClipSubscription:
+        return ClipSubscription(self._player, self.kind, self)
 
     def request_keyframe(self, why: str = "") -> None:
         """A file cannot make a new IDR; a viewer that lost one gets the next recorded one."""
 
     def report_bandwidth(self, sub: object, bps: int) -> None:
         """A clip is sent at the bitrate it was recorded with."""
+
+    def recent_bitrate(self, window: float = 2.0) -> float | None:
+        return self.bitrate

@@ -29,7 +29,6 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 from aiortc.sdp import SessionDescription
 
 from ..hub import MediaHub
-from ..keyframes import KeyframeRequestLimiter
 from ..session import H264_PROFILE, h264_preferences, opus_preferences
 from ..tracks import PassthroughTrack
 from . import PublishState
@@ -215,7 +214,7 @@ class JanusPublisher:
         self._tracks.append(track)
         video = pc.addTransceiver(track, direction="sendonly")
         video.setCodecPreferences(h264_preferences())
-        self._hook_keyframe_requests(video.sender)
+        self._hook_keyframe_requests(video.sender, track)
         if self._audio is not None:
             audio_track = PassthroughTrack("audio", self._audio.subscribe("audio→janus"))
             self._tracks.append(audio_track)
@@ -339,16 +338,14 @@ class JanusPublisher:
             ) from None
         log.info("relay: created room %d on %s (H.264 %s)", t.room, t.url, H264_PROFILE)
 
-    def _hook_keyframe_requests(self, sender: object) -> None:
-        """Janus's PLIs (one per subscriber) become hub IDR requests, rate-limited here."""
-        limiter = KeyframeRequestLimiter()
+    def _hook_keyframe_requests(self, sender: object, track: PassthroughTrack) -> None:
+        """Janus's PLIs (one per subscriber) become hub IDR requests through the publisher's
+        subscription, so they share one back-off with its join and its falling behind."""
 
         def on_keyframe_request() -> None:
             self.keyframe_requests_seen += 1
-            if not limiter.allow(time.monotonic()):
-                return
-            self.keyframe_requests += 1
-            self._video.request_keyframe("PLI/FIR from Janus")
+            if track.subscription.request_keyframe("PLI/FIR from Janus"):
+                self.keyframe_requests += 1
 
         sender._send_keyframe = on_keyframe_request  # type: ignore[attr-defined]
 

@@ -12,7 +12,10 @@ class SourceUnavailable(Exception):
 
 def make_video_source(cfg: CameraConfig, *, name: str) -> tuple[EncodedSource, VideoInfo]:
     if cfg.source == "test-pattern":
+        from .substream import SubstreamSpec
         from .test_pattern import TestPatternSource
+
+        wanted, _ = cfg.substream_wanted(software_encoder=False)
 
         source = TestPatternSource(
             width=cfg.width,
@@ -22,6 +25,14 @@ def make_video_source(cfg: CameraConfig, *, name: str) -> tuple[EncodedSource, V
             keyframe_interval=cfg.keyframe_interval,
             name=name,
             pattern=cfg.pattern,
+            substream=SubstreamSpec(
+                cfg.substream_width,
+                cfg.substream_height,
+                cfg.substream_bitrate,
+                cfg.substream_iperiod,
+            )
+            if wanted
+            else None,
         )
         return source, source.info
     if cfg.source == "picamera2":

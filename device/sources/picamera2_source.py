@@ -8,7 +8,7 @@ encoded access unit on the encoder's thread and hands it to the event loop
 with ``call_soon_threadsafe`` (``FrameHandover``), untouched: the bytes the
 GPU wrote are the bytes every viewer receives.
 
-Checked against picamera2's source, 0.3.17 to 0.3.36 (see
+Checked against picamera2's source, 0.3.17 to 0.3.38 (see
 ``tests/data/picamera2_api.json``):
 
 - ``H264Encoder(bitrate, repeat, iperiod, framerate, profile)``: ``repeat``
@@ -26,8 +26,10 @@ Checked against picamera2's source, 0.3.17 to 0.3.36 (see
   ``V4L2_CID_MPEG_VIDEO_BITRATE`` on ``encoder.vd`` (hardware), or the
   libx264 context's ``bit_rate`` (software; libavcodec reconfigures x264 at
   the next frame).
-- ``Picamera2(n)`` raises a bare ``IndexError`` when camera ``n`` does not
-  exist, ``RuntimeError("Camera __init__ sequence did not complete.")``
+- ``Picamera2(n)`` raises ``RuntimeError("No camera number n found - use
+  \"rpicam-hello --list-cameras\" ...")`` when camera ``n`` does not exist
+  (0.3.37+; a bare ``IndexError`` before),
+  ``RuntimeError("Camera __init__ sequence did not complete.")``
   caused by libcamera's "Failed to acquire camera: Device or resource busy"
   when another process has it.
 """
@@ -35,6 +37,7 @@ Checked against picamera2's source, 0.3.17 to 0.3.36 (see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 import importlib
@@ -54,6 +57,7 @@ from ..threads import in_thread
 from . import h264, v4l2
 from .factory import SourceUnavailable
 from .lores_motion import LoresReader, lores_size
+from .substream import SubstreamSpec
 
 log = logging.getLogger("peercam.camera")
 
@@ -142,9 +146,17 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
+def is_missing_camera(exc: BaseException) -> bool:
+    """``Picamera2(n)`` found no camera ``n``: a bare IndexError (up to 0.3.36) or 0.3.37's
+    ``RuntimeError("No camera number n found - use \"rpicam-hello --list-cameras\" ...")``."""
+    if isinstance(exc, IndexError):
+        return True
+    return isinstance(exc, RuntimeError) and str(exc).startswith("No camera number ")
+
+
 def describe_open_error(exc: BaseException, index: int, cameras: list[dict[str, Any]]) -> str:
     """What ``Picamera2(index)`` failing with ``exc`` means for the person at the Pi."""
-    if isinstance(exc, IndexError):
+    if is_missing_camera(exc):
         if not cameras:
             return f"no camera detected: {NO_CAMERA_HELP}"
         models = ", ".join(
@@ -274,7 +286,17 @@ class _Run:
     encoder: Any
     handover: FrameHandover
     model: str
-    lores: LoresReader | None = None  # motion detection's small picture
+    lores_encoder: Any = None  # the substream's encoder on the lores stream
+    lores_handover: FrameHandover | None = None
+    motion: LoresReader | None = None  # motion detection's reader of the lores Y plane
+
+
+@dataclass
+class _LoresTap:
+    """The attached substream: where its frames go (kept across camera restarts)."""
+
+    deliver: Callable[[EncodedFrame], None]
+    on_fault: FaultSink
 
 
 class Picamera2Source:
@@ -285,11 +307,18 @@ class Picamera2Source:
         "the camera stopped delivering: ribbon cable loose or unplugged, or encoder stalled"
     )
 
-    def __init__(self, cfg: CameraConfig, api: Picamera2Api) -> None:
+    def __init__(
+        self, cfg: CameraConfig, api: Picamera2Api, substream: SubstreamSpec | None = None
+    ) -> None:
         self.cfg = cfg
         self.api = api
+        #: The ``lores`` stream's second encoder (None: no substream configured).
+        self.substream = substream
+        self._lores: _LoresTap | None = None
+        self._lores_generation = 0
         self.info = VideoInfo(codec="H264", width=cfg.width, height=cfg.height, fps=cfg.fps)
         self.encoder_kind = "software" if api.software_encoder else "hardware"
+        self.lores_encoder_kind = self.encoder_kind
         self.warnings: list[str] = []
         if api.software_encoder:
             self.warnings.append(
@@ -387,7 +416,10 @@ class Picamera2Source:
                 raise CameraError(
                     f"camera {model} did not start recording: {exc or type(exc).__name__}"
                 ) from None
-            lores = self._start_lores(camera, handover)
+            run = _Run(camera=camera, encoder=encoder, handover=handover, model=model)
+            if self._lores is not None:
+                self._start_lores(run)
+            run.motion = self._start_motion(camera, handover)
         except BaseException:
             self._close_camera(camera)
             raise
@@ -404,19 +436,51 @@ class Picamera2Source:
             cfg.keyframe_interval,
             ", fake camera (--fake-hardware)" if api.fake else "",
         )
-        return _Run(camera=camera, encoder=encoder, handover=handover, model=model, lores=lores)
+        return run
 
-    def _start_lores(self, camera: Any, handover: FrameHandover) -> LoresReader | None:
-        if self._motion is None:
+    # --- the one lores stream: the substream's encoder and motion detection share it ---
+
+    def lores_stream_size(self) -> tuple[int, int] | None:
+        """The lores stream's size: the substream's if there is one, else motion's, else None.
+
+        picamera2 has one lores stream.  With a substream it runs at the
+        substream's size (its encoder needs exactly that picture) and motion
+        detection shrinks its Y plane; without one it is only as large as
+        motion detection needs (less ISP and memory bandwidth).
+        """
+        if self.substream is not None:
+            return self.substream.width, self.substream.height
+        if self._motion is not None:
+            return lores_size(self._motion[2], (self.cfg.width, self.cfg.height))
+        return None
+
+    def motion_size(self) -> tuple[int, int] | None:
+        """The size of the luma picture motion detection gets (lores's aspect ratio)."""
+        lores = self.lores_stream_size()
+        if self._motion is None or lores is None:
             return None
-        _, fps, width = self._motion
+        return lores_size(self._motion[2], lores)
+
+    def _start_motion(self, camera: Any, handover: FrameHandover) -> LoresReader | None:
+        """On a worker thread: read the lores Y plane for motion detection."""
+        lores, size = self.lores_stream_size(), self.motion_size()
+        if self._motion is None or lores is None or size is None:
+            return None
+        log.info(
+            "motion: reading the lores stream's Y plane (%dx%d%s) %d times a second%s",
+            *lores,
+            ", the substream's" if self.substream is not None else "",
+            self._motion[1],
+            f", shrunk to {size[0]}x{size[1]}" if size != lores else "",
+        )
         generation = handover.generation
         reader = LoresReader(
             camera,
-            lores_size(width, (self.cfg.width, self.cfg.height)),
-            fps,
+            lores,
+            self._motion[1],
             handover._loop,
             lambda picture: self._motion_picture(generation, picture),
+            out_size=size,
         )
         reader.start()
         return reader
@@ -427,8 +491,8 @@ class Picamera2Source:
         try:
             transform = self.api.Transform(rotation=cfg.rotation, hflip=cfg.hflip, vflip=cfg.vflip)
             lores = None
-            if self._motion is not None:  # motion detection reads the lores Y plane
-                size = lores_size(self._motion[2], (cfg.width, cfg.height))
+            size = self.lores_stream_size()  # the substream's encoder and/or motion detection
+            if size is not None:
                 lores = {"size": size, "format": "YUV420"}
             config = camera.create_video_configuration(
                 main={"size": (cfg.width, cfg.height), "format": "YUV420"},
@@ -459,13 +523,13 @@ class Picamera2Source:
                 cfg.height,
             )
 
-    def _make_encoder(self) -> Any:
+    def _make_encoder(self, bitrate: int | None = None, iperiod: int | None = None) -> Any:
         cfg = self.cfg
         try:
             return self.api.H264Encoder(
-                bitrate=cfg.bitrate,
+                bitrate=bitrate or cfg.bitrate,
                 repeat=True,
-                iperiod=cfg.keyframe_interval,
+                iperiod=iperiod or cfg.keyframe_interval,
                 framerate=cfg.fps,
                 profile="baseline",
             )
@@ -475,11 +539,86 @@ class Picamera2Source:
                 f"baseline profile ({exc}); browsers may show nothing. Upgrade: {UPGRADE_HELP}"
             ) from None
 
+    # --- the substream: a second encoder on the lores stream (sources.substream.LoresTap) ---
+
+    async def attach_lores(
+        self, deliver: Callable[[EncodedFrame], None], on_fault: FaultSink
+    ) -> None:
+        """Encode the lores stream too, now if the camera runs, else from its next start."""
+        if self.substream is None:
+            raise CameraError("this camera source was configured without a substream")
+        self._lores = _LoresTap(deliver, on_fault)
+        run = self._run
+        if run is not None and run.lores_encoder is None:
+            await in_thread(self._start_lores, run, name="peercam-lores-start")
+
+    async def detach_lores(self) -> None:
+        self._lores = None
+        self._lores_generation += 1
+        run = self._run
+        if run is None or run.lores_encoder is None:
+            return
+        encoder, run.lores_encoder = run.lores_encoder, None
+        if run.lores_handover is not None:
+            run.lores_handover.close()
+        try:
+            await asyncio.wait_for(
+                in_thread(run.camera.stop_encoder, encoder, name="peercam-lores-stop"),
+                STOP_TIMEOUT,
+            )
+        except Exception as exc:
+            log.warning(
+                "camera: the substream encoder did not stop cleanly: %s", exc or type(exc).__name__
+            )
+
+    def _start_lores(self, run: _Run) -> None:
+        """On a worker thread: a second H264Encoder on the running camera's lores stream."""
+        spec = self.substream
+        assert spec is not None
+        handover = FrameHandover(
+            run.handover._loop,
+            self._deliver_lores,
+            generation=self._lores_generation,
+            pts_base=run.handover.next_pts,
+            frame_interval_us=self.frame_interval_us,
+        )
+        encoder = self._make_encoder(spec.bitrate, spec.keyframe_interval)
+        output = hub_output_class(self.api.Output)(handover)
+        try:
+            run.camera.start_encoder(encoder, output, name="lores")
+        except Exception as exc:
+            handover.close()
+            raise CameraError(
+                f"camera {run.model}: the substream encoder did not start: "
+                f"{exc or type(exc).__name__}"
+            ) from None
+        run.lores_encoder, run.lores_handover = encoder, handover
+
+    def _deliver_lores(self, generation: int, frame: EncodedFrame) -> None:
+        lores = self._lores
+        if generation == self._lores_generation and lores is not None and self._run is not None:
+            lores.deliver(frame)
+
+    def request_lores_keyframe(self) -> None:
+        run = self._run
+        if run is None or run.lores_encoder is None:
+            return
+        if hasattr(run.lores_encoder, "force_key_frame"):
+            run.lores_encoder.force_key_frame()
+            return
+        device = v4l2.device_of(run.lores_encoder)
+        if device is not None:
+            # refused: said once for the main encoder; the substream's periodic IDR follows
+            with contextlib.suppress(OSError):
+                v4l2.set_control(device, v4l2.V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME, 1)
+
     def _close_late_run(self, run: _Run) -> None:
         """On the worker thread: the camera opened after its start was given up."""
         run.handover.close()
-        if run.lores is not None:
-            run.lores.stop()
+        if run.lores_handover is not None:
+            run.lores_handover.close()
+        if run.motion is not None:
+            run.motion.stop()
         log.warning("camera %s opened after its start was given up; closing it again", run.model)
         self._close_camera(run.camera)
 
@@ -504,8 +643,11 @@ class Picamera2Source:
         if run is None:
             return
         run.handover.close()
-        if run.lores is not None:
-            await in_thread(run.lores.stop, name="peercam-lores-stop")
+        self._lores_generation += 1  # lores frames of this run still queued are dropped
+        if run.lores_handover is not None:
+            run.lores_handover.close()
+        if run.motion is not None:
+            await in_thread(run.motion.stop, name="peercam-motion-stop")
         self._next_pts = run.handover.next_pts
         try:
             await asyncio.wait_for(
@@ -641,7 +783,21 @@ class Picamera2Source:
 def make_picamera2_source(cfg: CameraConfig) -> Picamera2Source:
     """The configured camera source; SourceUnavailable if picamera2 is not installed."""
     api = load_picamera2()
-    source = Picamera2Source(cfg, api)
+    wanted, warning = cfg.substream_wanted(api.software_encoder)
+    spec = (
+        SubstreamSpec(
+            cfg.substream_width,
+            cfg.substream_height,
+            cfg.substream_bitrate,
+            cfg.substream_iperiod,
+        )
+        if wanted
+        else None
+    )
+    source = Picamera2Source(cfg, api, spec)
+    if warning is not None:
+        source.warnings.append(warning)
+        source._say_once("substream", logging.WARNING, "camera: %s", warning)
     if api.software_encoder:
         source._say_once("software", logging.WARNING, "camera: %s", source.warnings[0])
     return source

@@ -23,6 +23,7 @@ from av.video.frame import PictureType
 from ..media import TIME_BASE, EncodedFrame, FaultSink, FrameSink, VideoInfo
 from ..threads import in_thread
 from . import h264, timecode
+from .substream import SubstreamSpec
 from .threaded import Run, ThreadedSource
 
 log = logging.getLogger("peercam.camera")
@@ -426,6 +427,46 @@ class PatternRenderer:
         return self.buffer
 
 
+class Downscaler:
+    """Scales a packed yuv420p picture to a smaller one (nearest neighbour, index tables).
+
+    What an ISP's second output does for picamera2's ``lores`` stream: the
+    same picture, smaller.  About a millisecond for 1280x720 to 640x360.
+    """
+
+    def __init__(self, width: int, height: int, out_width: int, out_height: int) -> None:
+        self.width, self.height = width, height
+        self.out_width, self.out_height = out_width, out_height
+        self._rows = np.arange(out_height) * height // out_height
+        self._cols = np.arange(out_width) * width // out_width
+        self._crows = np.arange(out_height // 2) * (height // 2) // (out_height // 2)
+        self._ccols = np.arange(out_width // 2) * (width // 2) // (out_width // 2)
+        self.buffer = np.empty((out_height * 3 // 2, out_width), dtype=np.uint8)
+
+    def scale(self, buffer: np.ndarray) -> np.ndarray:
+        w, h, ow, oh = self.width, self.height, self.out_width, self.out_height
+        flat, out = buffer.reshape(-1), self.buffer.reshape(-1)
+        y = flat[: w * h].reshape(h, w)
+        out[: ow * oh].reshape(oh, ow)[:] = y[self._rows[:, None], self._cols]
+        for i in range(2):
+            start = w * h + i * (w * h // 4)
+            plane = flat[start : start + w * h // 4].reshape(h // 2, w // 2)
+            ostart = ow * oh + i * (ow * oh // 4)
+            out[ostart : ostart + ow * oh // 4].reshape(oh // 2, ow // 2)[:] = plane[
+                self._crows[:, None], self._ccols
+            ]
+        return self.buffer
+
+
+class _Lores:
+    """The attached substream: where its frames go, and its own IDR requests."""
+
+    def __init__(self, deliver: Callable[[EncodedFrame], None], on_fault: FaultSink) -> None:
+        self.deliver = deliver
+        self.on_fault = on_fault
+        self.keyframe_wanted = threading.Event()
+
+
 def _wrap(buffer: np.ndarray) -> av.VideoFrame:
     """A VideoFrame over the renderer's buffer, without copying it when PyAV allows.
 
@@ -467,6 +508,7 @@ class TestPatternSource(ThreadedSource):
         keyframe_interval: int,
         name: str = "peercam",
         pattern: str = "bars",
+        substream: SubstreamSpec | None = None,
     ) -> None:
         if fps <= 0 or keyframe_interval <= 0 or bitrate <= 0:
             raise ValueError("fps, bitrate and keyframe_interval must be positive")
@@ -480,6 +522,30 @@ class TestPatternSource(ThreadedSource):
         self._motion: tuple[Callable[[np.ndarray], None], int, int] | None = None
         #: Frame slots skipped because the thread fell behind (for status pages).
         self.frames_skipped = 0
+        self.substream = substream
+        self._lores: _Lores | None = None  # read by the capture thread at each picture
+        self.lores_encoder_kind = "software"
+
+    # ---- the substream (sources.substream.LoresTap) --------------------------
+
+    async def attach_lores(
+        self, deliver: Callable[[EncodedFrame], None], on_fault: FaultSink
+    ) -> None:
+        if self.substream is None:
+            raise RuntimeError("this test pattern was made without a substream")
+        self._lores = _Lores(deliver, on_fault)
+
+    async def detach_lores(self) -> None:
+        self._lores = None
+
+    def request_lores_keyframe(self) -> None:
+        lores = self._lores
+        if lores is not None:
+            lores.keyframe_wanted.set()
+
+    def _deliver_lores(self, generation: int, lores: _Lores, frame: EncodedFrame) -> None:
+        if generation == self._generation and lores is self._lores:
+            lores.deliver(frame)
 
     @property
     def frame_interval_us(self) -> int:
@@ -541,6 +607,9 @@ class TestPatternSource(ThreadedSource):
         t0 = time.monotonic()
         slot = 0
         faulted = False
+        lores_encoder: av.VideoCodecContext | None = None
+        lores_for: _Lores | None = None
+        scaler: Downscaler | None = None
         while (slot := self._next_slot(run, t0, period, slot)) is not None:
             stage = "encoder open"
             try:
@@ -554,6 +623,38 @@ class TestPatternSource(ThreadedSource):
                     self._post(run, self._motion_picture, self._renderer.scene_luma(motion[2]))
                 stage = "encode"
                 self._encode(run, encoder, frame)
+                lores = self._lores
+                if lores is not lores_for:  # attached, detached or attached anew
+                    lores_encoder, lores_for = None, lores
+                if lores is not None and self.substream is not None:
+                    stage = "substream encode"
+                    spec = self.substream
+                    if lores_encoder is None:
+                        lores_encoder = open_encoder(
+                            width=spec.width,
+                            height=spec.height,
+                            fps=self.info.fps,
+                            bitrate=spec.bitrate,
+                            keyframe_interval=spec.keyframe_interval,
+                        )
+                        scaler = scaler or Downscaler(
+                            self.info.width, self.info.height, spec.width, spec.height
+                        )
+                    assert scaler is not None
+                    small = _wrap(scaler.scale(self._renderer.buffer))
+                    small.pts = frame.pts
+                    if lores.keyframe_wanted.is_set():
+                        lores.keyframe_wanted.clear()
+                        small.pict_type = PictureType.I
+                    for packet in lores_encoder.encode(small):
+                        data = bytes(packet)
+                        pts = small.pts if packet.pts is None else int(packet.pts)
+                        self._post(
+                            run,
+                            self._deliver_lores,
+                            lores,
+                            EncodedFrame(data, pts, h264.is_idr(data)),
+                        )
             except Exception as exc:
                 message = (
                     f"test pattern {self.info.width}x{self.info.height}: {stage} failed at "
@@ -566,6 +667,7 @@ class TestPatternSource(ThreadedSource):
                     self._post(run, self._report, message)
                 faulted = True
                 encoder = None  # start over with a fresh encoder (and so an IDR)
+                lores_encoder = None
             else:
                 if faulted:
                     log.info("test pattern recovered at frame slot %d", slot)

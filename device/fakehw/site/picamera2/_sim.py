@@ -31,7 +31,7 @@ import av
 import numpy as np
 
 from peercam.fakehw import control as ctl
-from peercam.sources.test_pattern import PatternRenderer
+from peercam.sources.test_pattern import Downscaler, PatternRenderer
 
 _log = logging.getLogger("picamera2.fake")
 
@@ -185,6 +185,8 @@ class Sensor:
         lores: tuple[int, int] | None = None,
     ) -> None:
         self.index = index
+        #: The ISP's second output: the same picture, smaller (None: not configured).
+        self._lores = Downscaler(width, height, *lores) if lores is not None else None
         self.model = model
         self.width, self.height = width, height
         self.period = max(frame_duration_us, 1000) / 1_000_000
@@ -195,8 +197,6 @@ class Sensor:
         self._wedge = initial.wedge
         self._visitor = initial.visitor
         self._renderer = PatternRenderer(width, height, f"{model} fake cam{index}", initial.scene)
-        #: The lores stream (YUV420, like the ISP's second output), or None.
-        self.lores = lores
         self._thread = threading.Thread(target=self._run, name="picamera2-fake-sensor", daemon=True)
         self.frames = 0
 
@@ -238,23 +238,11 @@ class Sensor:
                 picture = self._renderer.render(slot * self.period, time.time_ns() // 1000)
                 array = _flip(picture, self.width, self.height, self.hflip, self.vflip)
                 arrays = {"main": array}
-                if self.lores is not None:
-                    arrays["lores"] = _scale_yuv420(array, self.width, self.height, *self.lores)
+                if self._lores is not None:
+                    arrays["lores"] = self._lores.scale(array).copy()
                 self._deliver(FakeRequest(arrays, time.monotonic_ns()))
                 self.frames += 1
             slot += 1
-
-
-def _scale_yuv420(
-    picture: np.ndarray, width: int, height: int, out_w: int, out_h: int
-) -> np.ndarray:
-    """A smaller YUV420 picture (nearest neighbour), as the ISP scales the lores stream."""
-    y = picture[: width * height].reshape(height, width) if picture.ndim == 1 else picture[:height]
-    rows = (np.arange(out_h) * height // out_h)[:, None]
-    cols = (np.arange(out_w) * width // out_w)[None, :]
-    out = np.full((out_h * 3 // 2, out_w), 128, dtype=np.uint8)
-    out[:out_h] = y[rows, cols]
-    return out
 
 
 # --- libx264 "hardware" ------------------------------------------------------------------------

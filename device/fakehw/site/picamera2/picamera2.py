@@ -1,10 +1,12 @@
 """Fake ``picamera2.picamera2``: the ``Picamera2`` class, for ``--fake-hardware`` and CI.
 
-Signatures and defaults are picamera2 0.3.36's (``tests/test_fake_picamera2``
+Signatures and defaults are picamera2 0.3.38's (``tests/test_fake_picamera2``
 compares them with the real source).  Behaviour kept from the real class:
 
-- ``Picamera2(n)`` with no camera ``n`` raises the bare ``IndexError`` of
-  ``global_camera_info()[camera_num]``; a camera another process holds
+- ``Picamera2(n)`` with no camera ``n`` raises ``RuntimeError('No camera
+  number n found - use "rpicam-hello --list-cameras" ...')`` (0.3.37+;
+  before, the bare ``IndexError`` of ``global_camera_info()[camera_num]``);
+  a camera another process holds
   raises ``RuntimeError("Camera __init__ sequence did not complete.")`` whose
   ``__cause__`` is libcamera's ``RuntimeError("Failed to acquire camera:
   Device or resource busy")``.
@@ -55,7 +57,7 @@ class Picamera2:
         return sorted(cameras, key=lambda cam: ("/usb" not in cam["Id"], cam["Id"]), reverse=True)
 
     def __init__(self, camera_num=0, verbose_console=None, tuning=None, allocator=None):
-        """Open camera ``camera_num`` (IndexError if there is none, RuntimeError if busy)."""
+        """Open camera ``camera_num`` (RuntimeError if there is none, or if it is busy)."""
         self._preview = None
         self.is_open = False
         self.started = False
@@ -68,6 +70,11 @@ class Picamera2:
         self._captured = threading.Condition()
         self._last_request: Any = None
         self._requests = 0
+        if camera_num >= len(self.global_camera_info()):
+            raise RuntimeError(
+                f'No camera number {camera_num} found - use "rpicam-hello --list-cameras" '
+                "to check connected cameras"
+            )
         camera_num = self.global_camera_info()[camera_num]["Num"]
         self.camera_idx = camera_num
         try:
@@ -227,6 +234,18 @@ class Picamera2:
         main["stride"] = width
         main["framesize"] = width * height * 3 // 2
         config["main"] = main
+        if config.get("lores") is not None:
+            lores = dict(config["lores"])
+            lores_w, lores_h = lores["size"]
+            if lores_w > width or lores_h > height:
+                raise RuntimeError("lores stream dimensions may not exceed main stream")
+            if self.platform == Platform.VC4 and lores["format"] not in ("YUV420", "YVU420"):
+                raise RuntimeError("lores stream must be YUV")
+            if lores["format"] not in ("YUV420", "YVU420"):
+                raise RuntimeError("the fake camera renders only YUV420 lores streams")
+            lores["stride"] = lores_w
+            lores["framesize"] = lores_w * lores_h * 3 // 2
+            config["lores"] = lores
         self.camera_config = config
         self._controls = dict(config["controls"])
         _log.info("Configuration successful!")
@@ -258,7 +277,7 @@ class Picamera2:
             hflip=transform.hflip,
             vflip=transform.vflip,
             deliver=self._process_request,
-            lores=tuple(lores["size"]) if lores else None,
+            lores=tuple(lores["size"]) if lores is not None else None,
         )
         self._sensor.start()
         self.started = True
@@ -272,6 +291,7 @@ class Picamera2:
                 "frame_duration_us": duration,
                 "hflip": transform.hflip,
                 "vflip": transform.vflip,
+                "lores": list(lores["size"]) if lores is not None else None,
             },
         )
         _log.info("Camera started")

@@ -1,4 +1,4 @@
-"""Encoder base class (as picamera2 0.3.36's ``encoders/encoder.py``, without audio)."""
+"""Encoder base class (as picamera2 0.3.38's ``encoders/encoder.py``, without audio)."""
 
 import threading
 from enum import Enum

@@ -1,4 +1,4 @@
-"""H264 encoder (as picamera2 0.3.36's ``encoders/h264_encoder.py``) on the fake V4L2 device."""
+"""H264 encoder (as picamera2 0.3.38's ``encoders/h264_encoder.py``) on the fake V4L2 device."""
 
 from picamera2.encoders import Quality
 from picamera2.encoders.v4l2_encoder import V4L2Encoder
@@ -40,14 +40,16 @@ class H264Encoder(V4L2Encoder):
             if self.profile.lower() not in profile_lookup:
                 raise RuntimeError("Profile " + self.profile + " not recognised")
         _sim.state().update(
-            encoder={
-                "class": "H264Encoder",
-                "hardware": True,
-                "bitrate": self.bitrate,
-                "iperiod": self.iperiod,
-                "repeat": self.repeat,
-                "profile": self.profile,
-                "framerate": self.framerate,
+            **{
+                "lores_encoder" if self.name == "lores" else "encoder": {
+                    "class": "H264Encoder",
+                    "hardware": True,
+                    "bitrate": self.bitrate,
+                    "iperiod": self.iperiod,
+                    "repeat": self.repeat,
+                    "profile": self.profile,
+                    "framerate": self.framerate,
+                }
             }
         )
         super()._start()

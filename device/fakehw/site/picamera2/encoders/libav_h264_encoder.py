@@ -1,4 +1,4 @@
-"""Software H.264 (as picamera2 0.3.36's ``encoders/libav_h264_encoder.py``): Pi 5's encoder.
+"""Software H.264 (as picamera2 0.3.38's ``encoders/libav_h264_encoder.py``): Pi 5's encoder.
 
 The real class drives libx264 through PyAV on the camera's thread; so does
 this one, with the real one's settings (ultrafast, zerolatency, gop =
@@ -90,14 +90,16 @@ class LibavH264Encoder(Encoder):
         self._stream.codec_context.time_base = Fraction(1, 1000000)
         self._stream.codec_context.options["tune"] = "zerolatency"
         _sim.state().update(
-            encoder={
-                "class": "LibavH264Encoder",
-                "hardware": False,
-                "bitrate": self.bitrate,
-                "iperiod": self.iperiod,
-                "repeat": self.repeat,
-                "profile": self.profile,
-                "framerate": self.framerate,
+            **{
+                "lores_encoder" if self.name == "lores" else "encoder": {
+                    "class": "LibavH264Encoder",
+                    "hardware": False,
+                    "bitrate": self.bitrate,
+                    "iperiod": self.iperiod,
+                    "repeat": self.repeat,
+                    "profile": self.profile,
+                    "framerate": self.framerate,
+                }
             }
         )
 

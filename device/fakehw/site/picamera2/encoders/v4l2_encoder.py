@@ -1,4 +1,4 @@
-"""V4L2 encoding (as picamera2 0.3.36's ``encoders/v4l2_encoder.py``) over a fake device.
+"""V4L2 encoding (as picamera2 0.3.38's ``encoders/v4l2_encoder.py``) over a fake device.
 
 ``_start`` opens the "device" (``self.vd``: a real file object whose
 descriptor the fake's ioctl hook knows), ``_encode`` queues the picture,

@@ -1,4 +1,4 @@
-"""Output frames from encoder (as picamera2 0.3.36's ``outputs/output.py``)."""
+"""Output frames from encoder (as picamera2 0.3.38's ``outputs/output.py``)."""
 
 
 class Output:

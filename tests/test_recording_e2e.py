@@ -415,9 +415,13 @@ async def test_hostile_clip_requests_get_clear_errors_and_bounded_work(
     await wait_until(
         lambda: not {p for p in door.recorder._players if not p.closed}, "players freed", 10
     )
-    # and it plays again afterwards
-    again = await mallory.watch(clip=entry["id"])
+    # and it plays again afterwards; a clip has one stream: quality is not for it
+    again = await mallory.watch(clip=entry["id"], quality="low")
     await again.wait_frames(5)
+    await mallory.send({"type": "quality", "session": again.id, "quality": "low"})
+    error = await mallory.next_message("error", timeout=10)
+    assert error["code"] == "unsupported" and "recorded clip" in error["message"], error
+    await again.wait_frames(again.frames + 5)  # and it plays on
 
 
 async def test_size_cap_keeps_the_newest_clips_under_the_limit(door_factory: StartDoor) -> None:

@@ -21,6 +21,7 @@ from peercam.recording.mp4 import write_mp4
 from peercam.recording.ring import PreRoll, Stamped
 from peercam.recording.store import ClipEntry, ClipStore, StorageFault, new_clip_id
 from peercam.sources import h264
+from peercam.sources.lores_motion import lores_size, shrink_luma
 from peercam.sources.test_pattern import PatternRenderer, _wrap, open_encoder
 
 # --- ring ---------------------------------------------------------------------------------
@@ -399,3 +400,18 @@ def test_motion_notifies_once_per_event_when_asked() -> None:
             assert sent.messages[0].title == "Front door: motion"
             assert "clip" in sent.messages[0].body
         notifications.close()
+
+
+def test_shrink_luma_averages_blocks_or_picks_pixels() -> None:
+    """Motion reads the substream-sized lores stream shrunk to its own size."""
+    y = np.arange(360 * 640, dtype=np.uint32).reshape(360, 640) % 251
+    y = y.astype(np.uint8)
+    small = shrink_luma(y, (160, 90))  # 4x4 blocks
+    assert small.shape == (90, 160) and small.dtype == np.uint8 and small.flags.c_contiguous
+    assert small[3, 7] == (int(y[12:16, 28:32].sum()) + 8) // 16  # mean, rounded
+    odd = shrink_luma(y, (300, 200))  # no whole factor: the nearest pixel
+    assert odd.shape == (200, 300) and odd[199, 299] == y[199 * 360 // 200, 299 * 640 // 300]
+    same = shrink_luma(y, (640, 360))
+    assert np.array_equal(same, y)
+    assert shrink_luma(y, (1280, 720)).shape == (360, 640), "never larger than lores"
+    assert lores_size(160, (640, 360)) == (160, 90) and lores_size(160, (640, 480)) == (160, 120)

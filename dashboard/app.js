@@ -9,6 +9,7 @@
 // The shared state (`app`) lives in state.js; docs/dashboard.md has the module map.
 
 import { setupControls } from "./controls.js";
+import { setupHistory } from "./history.js";
 import { watchPageLifecycle } from "./lifecycle.js";
 import { push } from "./notify.js";
 import { loadPageConfig, resolveSettings, signinProblems } from "./settings.js";
@@ -37,6 +38,7 @@ async function main() {
   push.start();
   setupObserver();
   setupControls();
+  setupHistory();
   const fileConfig = await loadPageConfig();
   app.settings = resolveSettings(fileConfig);
   fillForm(app.settings.signin);

@@ -3,6 +3,7 @@
 // checked before use; calls and snapshots go on to calls.js.
 
 import { endRing, onCalls, onEvent, onSnapshot } from "./calls.js";
+import { onClips, onPlaybackMessage, onThumb } from "./history.js";
 import { push } from "./notify.js";
 import { createCard, renderAll } from "./render.js";
 import { ID_RE, PROTOCOL_VERSION } from "./settings.js";
@@ -31,6 +32,10 @@ export function onMainMessage(topic, payload) {
     onSnapshot(device, parts[2], payload);
     return;
   }
+  if (kind === "thumb" && parts.length === 3) {
+    onThumb(device, parts[2], payload);
+    return;
+  }
   if (kind === "status" && parts.length === 2) {
     if (payload.length === 0) removeDevice(device); // retained status cleared: device removed
     else onStatus(device, parseJson(payload));
@@ -43,6 +48,7 @@ export function onMainMessage(topic, payload) {
   }
   if (kind === "events" && parts.length === 2) onEvent(device, msg);
   else if (kind === "calls" && parts.length === 2) onCalls(device, msg);
+  else if (kind === "clips" && parts.length === 2) onClips(device, msg);
   else if (kind === "out" && parts.length === 3 && parts[2] === app.signin.viewer) onOut(device, msg);
 }
 
@@ -110,6 +116,7 @@ function removeDevice(device) {
 }
 
 function onOut(device, msg) {
+  if (onPlaybackMessage(device, msg)) return;
   if (push.onOut(device, msg)) return;
   const s = app.sessions.get(device);
   if (s && s.id !== null && msg.session === s.id) {

@@ -145,7 +145,7 @@ function scrubUrl() {
 
 async function subscribeMain() {
   const p = app.prefix;
-  const filters = [`${p}/+/status`, `${p}/+/events`, `${p}/+/calls`, `${p}/+/out/${app.signin.viewer}`];
+  const filters = [`${p}/+/status`, `${p}/+/events`, `${p}/+/calls`, `${p}/+/clips`, `${p}/+/out/${app.signin.viewer}`];
   try {
     const granted = await app.main.subscribe(filters);
     const refused = granted.filter((g) => g && g.qos >= 128).map((g) => g.topic);

@@ -19,6 +19,7 @@ const SHELL = [
   "browser-support.js",
   "calls.js",
   "controls.js",
+  "history.js",
   "ice-advice.js",
   "lifecycle.js",
   "link.js",

@@ -1,6 +1,7 @@
 // What tests (and curious users) can read: `window.peercam`, read-only views of the
 // page's state, and `reconnect(device)`. docs/dashboard.md lists the fields.
 
+import { historyForTests } from "./history.js";
 import { app } from "./state.js";
 import { primarySession } from "./tiles.js";
 
@@ -62,6 +63,10 @@ export function exposeForTests() {
     },
     get links() {
       return [...app.links.entries()].map(([device, e]) => ({ device, state: e.link.state }));
+    },
+    /** Event history: {clips: {device: [clip]}, playback: {...} | null} (v1.1). */
+    get history() {
+      return historyForTests();
     },
     reconnect(device) {
       (device ? app.sessions.get(device) : primarySession())?.reconnect();

@@ -1,6 +1,7 @@
 // Views and routing: which view shows (sign-in, devices, one device), from the URL
 // hash (`#/`, `#/device/{id}`).
 
+import { renderHistory } from "./history.js";
 import { renderAll, renderDeviceView } from "./render.js";
 import { ID_RE } from "./settings.js";
 import { app } from "./state.js";
@@ -50,6 +51,7 @@ export function applyRoute() {
   }
   updateTileWants();
   renderAll();
+  renderHistory();
 }
 
 export function go(hash) {

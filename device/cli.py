@@ -98,8 +98,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def main(stop: asyncio.Event) -> int:
         daemon = Daemon(config, fake_hardware=args.fake_hardware)
         if args.fake_hardware:
-            log.info("fake hardware: mock GPIO pins; SIGUSR1 presses the call button")
+            log.info(
+                "fake hardware: mock GPIO pins; SIGUSR1 presses the call button, "
+                "SIGUSR2 sends a visitor past the camera"
+            )
             asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, daemon.press_call_button)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, daemon.walk_visitor)
         try:
             await daemon.run(stop)
         except (ConfigError, SourceUnavailable) as exc:
@@ -252,8 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--fake-hardware",
         action="store_true",
-        help=FAKE_HARDWARE_HELP + "; GPIO pins are gpiozero mocks and SIGUSR1 presses the "
-        "call button",
+        help=FAKE_HARDWARE_HELP + "; GPIO pins are gpiozero mocks, SIGUSR1 presses the "
+        "call button and SIGUSR2 sends a scripted visitor past a test-pattern camera",
     )
     run.add_argument(*VERBOSE_FLAGS, **VERBOSE_AFTER_COMMAND)
     run.set_defaults(func=cmd_run)

@@ -110,7 +110,9 @@ class CameraConfig(_Section):
     #: Seconds the camera keeps running after the last viewer left.
     idle_stop: Annotated[float, Field(ge=0, le=3600)] = 5.0
     #: Test pattern only: "noise" adds sensor-like grain so the full bitrate is used.
-    pattern: Literal["bars", "noise"] = "bars"
+    #: "doorway" is the bars without the bouncing box: a still scene where only a
+    #: scripted visitor (``[motion] visitor_every`` or SIGUSR2) moves, for motion tests.
+    pattern: Literal["bars", "noise", "doorway"] = "bars"
     #: picamera2 only: which camera (``rpicam-hello --list-cameras`` order), and
     #: the picture's orientation (the Pi's ISP flips; it cannot turn by 90°).
     index: Annotated[int, Field(ge=0, le=7)] = 0
@@ -343,6 +345,84 @@ class TalkbackConfig(_Section):
         return replies
 
 
+class MotionZone(_Section):
+    """A rectangle of the picture, in fractions of its width and height (0..1)."""
+
+    x: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    y: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    w: Annotated[float, Field(gt=0, le=1)] = 1.0
+    h: Annotated[float, Field(gt=0, le=1)] = 1.0
+
+    @model_validator(mode="after")
+    def _inside(self) -> MotionZone:
+        if self.x + self.w > 1.0001 or self.y + self.h > 1.0001:
+            raise ValueError("the zone reaches outside the picture (x + w and y + h must be <= 1)")
+        return self
+
+
+class MotionConfig(_Section):
+    """Motion detection on a small luma picture (the Pi's lores stream).
+
+    On purpose off by default: it keeps the camera (and the encoder) running
+    while nobody watches, which costs power and warms the Pi.
+    """
+
+    enabled: bool = False
+    #: Luma change (0..255) for a pixel of the small picture to count as moved.
+    threshold: Annotated[int, Field(ge=1, le=255)] = 25
+    #: Percent of the watched pixels that must move for motion (lower = more sensitive).
+    sensitivity: Annotated[float, Field(gt=0, le=100)] = 1.0
+    #: Seconds from one motion event's start to the next at the earliest.
+    min_interval: Annotated[float, Field(ge=0, le=86400)] = 30.0
+    #: Seconds without movement that end a motion event.
+    quiet: Annotated[float, Field(gt=0, le=600)] = 5.0
+    #: Small pictures analysed per second.
+    fps: Annotated[int, Field(ge=1, le=30)] = 5
+    #: Width of the analysed picture in pixels (height follows the aspect ratio).
+    width: Annotated[int, Field(ge=32, le=640, multiple_of=2)] = 160
+    #: Watched rectangles; empty = the whole picture.
+    zones: list[MotionZone] = []
+    #: Test pattern and fake camera only: a scripted visitor walks through every
+    #: N seconds (0 = only on SIGUSR2 with --fake-hardware).
+    visitor_every: Annotated[float, Field(ge=0, le=86400)] = 0.0
+
+
+class RecordingConfig(_Section):
+    """Event clips with pre-roll: encoded frames remuxed into MP4, never re-encoded."""
+
+    enabled: bool = False
+    #: Folder of the clips (created if missing); an SD card wears, a USB disk is better.
+    dir: str = "/var/lib/peercam/clips"
+    #: Seconds before the event kept in memory; > 0 keeps the camera running while
+    #: nobody watches (power, heat), as motion detection does.
+    preroll: Annotated[float, Field(ge=0, le=30)] = 5.0
+    #: Seconds recorded after the event (extended by further events).
+    postroll: Annotated[float, Field(ge=1, le=300)] = 10.0
+    #: Longest clip in seconds, pre-roll included.
+    max_clip: Annotated[float, Field(ge=5, le=900)] = 60.0
+    #: Cap on all clips together in MiB; the oldest are deleted first.
+    max_total_mb: Annotated[float, Field(gt=0, le=10_000_000)] = 1024.0
+    #: Clips older than this many days are deleted (0 = no age limit).
+    max_age_days: Annotated[float, Field(ge=0, le=36500)] = 30.0
+    #: Free space (MiB) the disk must keep; below it recording pauses with a fault.
+    min_free_mb: Annotated[float, Field(ge=0, le=1_000_000)] = 16.0
+    #: Entries in the retained ``clips`` history.
+    history: Annotated[int, Field(ge=1, le=200)] = 50
+    #: Clips played back at once, all viewers together (each holds its clip in memory).
+    max_playbacks: Annotated[int, Field(ge=0, le=16)] = 2
+    #: Viewers who may delete clips (others get ``unauthorized``).
+    deleters: list[Annotated[str, Field(pattern=ID_PATTERN)]] = []
+
+    @model_validator(mode="after")
+    def _fits(self) -> RecordingConfig:
+        if self.preroll + self.postroll > self.max_clip:
+            raise ValueError(
+                f"preroll + postroll ({self.preroll + self.postroll:g} s) is longer than "
+                f"max_clip ({self.max_clip:g} s)"
+            )
+        return self
+
+
 NOTIFY_EVENTS = ("ring", "missed", "motion")
 
 
@@ -355,7 +435,7 @@ class NotifyConfig(_Section):
     #: passwords; keep it 0600). Lines starting with '#' are comments.
     urls_file: str = ""
     #: What to notify: "ring" (the button), "missed" (nobody answered), "motion"
-    #: (reserved: motion detection is not built yet; accepted so configs stay valid).
+    #: (each motion start, once per visit: needs [motion] enabled).
     events: list[Literal["ring", "missed", "motion"]] = ["ring", "missed"]
     #: The dashboard's address as people open it (https://door.example/); a
     #: notification links to that device's page. "" = no link.
@@ -497,6 +577,8 @@ class Config(_Section):
     call: CallConfig = CallConfig()
     talkback: TalkbackConfig = TalkbackConfig()
     diagnostics: DiagnosticsConfig = DiagnosticsConfig()
+    motion: MotionConfig = MotionConfig()
+    recording: RecordingConfig = RecordingConfig()
     notify: NotifyConfig = NotifyConfig()
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     relay: RelayConfig = RelayConfig()

@@ -18,10 +18,12 @@ from .homeassistant import describe as describe_homeassistant
 from .hub import NO_IDR_ON_JOIN_ENV, MediaHub
 from .ice import IceServers, restrict_host_addresses
 from .ice_health import IceHealth
+from .motion import MotionDetector
 from .mqtt_link import LastWill, MqttLink
 from .notify import Notifications
 from .protocol import ByeReason, ErrorCode, ProtocolError, Topics, encode
 from .quality import QualityPolicy
+from .recording.recorder import Recorder
 from .relay.director import RelayDirector
 from .relay.janus import JanusPublisher, JanusTarget
 from .resources import Counts, ResourceReporter, consumers_of
@@ -57,6 +59,10 @@ class Daemon:
         self.video_low: MediaHub | None = None  # the substream, when the camera runs one
         self.audio: MediaHub | None = None
         self.ice_health: IceHealth | None = None
+        self.recorder: Recorder | None = None
+        self.motion: MotionDetector | None = None
+        self._motion_fault: str | None = None
+        self._event_tasks: set[asyncio.Future[bool]] = set()
         self.notifications: Notifications | None = None
         self.homeassistant: HomeAssistantBridge | None = None
         self.relay: RelayDirector | None = None
@@ -79,6 +85,10 @@ class Daemon:
             faults.append(f"speaker: {self.speaker.fault}")
         if self.ice_health is not None:
             faults += self.ice_health.faults()
+        if self.recorder is not None and self.recorder.fault:
+            faults.append(f"recording: {self.recorder.fault}")
+        if self._motion_fault:
+            faults.append(f"motion: {self._motion_fault}")
         if self.relay is not None:
             faults += self.relay.faults()
         extra: dict[str, object] = {
@@ -97,6 +107,10 @@ class Daemon:
         extra["substream"] = self._substream_status()
         if self.audio is not None:
             extra["microphone"] = str(self.audio.state)
+        if self.recorder is not None:
+            extra["recording"] = self.recorder.status()
+        if self.motion is not None:
+            extra["motion"] = self.motion.active
         if self.relay is not None:
             extra["relay"] = self.relay.status()
         return extra
@@ -174,6 +188,7 @@ class Daemon:
                 on_state_change=on_change,
                 fault_level=logging.WARNING,  # a missing microphone degrades, video goes on
             )
+        self._build_events(video_info)
         self.notifications = Notifications(cfg)
         self.speaker = Speaker(cfg.talkback)
         self.speaker.start()
@@ -244,6 +259,7 @@ class Daemon:
             speaker=self.speaker if self.speaker.available else None,
             open_door=self._open_door if self.panel and self.panel.door else None,
             status_refresh=cfg.mqtt.status_refresh,
+            clips=self.recorder,
             push=self.notifications if self.notifications.push is not None else None,
             relay=self.relay,
         )
@@ -261,6 +277,88 @@ class Daemon:
             on_connect=self._on_connect,
             on_disconnect=self._on_link_lost,
         )
+
+    def _build_events(self, video_info: Any) -> None:
+        """Clips with pre-roll and motion detection, each only when configured."""
+        cfg = self.config
+        assert self.video is not None
+        if cfg.recording.enabled:
+            self.recorder = Recorder(
+                cfg.recording,
+                video=self.video,
+                audio=self.audio,
+                info=video_info,
+                bitrate=cfg.camera.bitrate,
+                topics=self.topics,
+                publish=self._publish,
+                on_change=self._on_media_state,
+            )
+        if not cfg.motion.enabled:
+            return
+        follow = getattr(self.video.source, "set_motion_sink", None)
+        if follow is None:
+            self._motion_fault = (
+                f"not available with [camera] source = {cfg.camera.source!r} "
+                "(needs a small luma picture from the camera)"
+            )
+            log.error("motion detection %s", self._motion_fault)
+            return
+        self.motion = MotionDetector(
+            cfg.motion,
+            on_start=self._motion_started,
+            on_end=self._motion_ended,
+            on_moving=self._motion_going_on,
+        )
+        follow(self.motion.feed, fps=cfg.motion.fps, width=cfg.motion.width)
+        log.info(
+            "motion detection on (%d pictures/s, %d px wide): the camera keeps running while "
+            "nobody watches",
+            cfg.motion.fps,
+            cfg.motion.width,
+        )
+        self.video.hold()  # released by Hub.close at shutdown
+
+    def _motion_started(self) -> None:
+        at = round(time.time(), 3)
+        clip = self.recorder.trigger("motion") if self.recorder is not None else None
+        log.info("motion started%s", f" (clip {clip})" if clip else "")
+        event: dict[str, object] = {"type": "motion", "state": "start", "at": at}
+        if clip:
+            event["clip"] = clip
+        if self.notifications is not None:
+            self.notifications.motion(at, clip)
+        self._spawn_event(event)
+        self._on_media_state()
+
+    def _motion_going_on(self) -> None:
+        if self.recorder is not None:
+            self.recorder.extend()
+
+    def _motion_ended(self, seconds: float) -> None:
+        log.info("motion ended after %.1f s", seconds)
+        event = {"type": "motion", "state": "end", "at": round(time.time(), 3)}
+        event["duration"] = round(seconds, 1)
+        self._spawn_event(event)
+        self._on_media_state()
+
+    def _spawn_event(self, event: dict[str, object]) -> None:
+        task = asyncio.ensure_future(self._publish_event(event))
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
+
+    def walk_visitor(self) -> None:
+        """SIGUSR2 with fake hardware, ``[motion] visitor_every``: a scripted visitor."""
+        walk = getattr(self.video.source, "walk_visitor", None) if self.video else None
+        if walk is None:
+            log.warning("this camera cannot script a visitor (test pattern only)")
+            return
+        log.info("a scripted visitor walks through the picture")
+        walk()
+
+    async def _visitors(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            self.walk_visitor()
 
     def _build_homeassistant(self) -> None:
         cfg = self.config
@@ -376,6 +474,14 @@ class Daemon:
                 self.notifications.ended(
                     call, str(message.get("reason")), by if isinstance(by, str) else None
                 )
+        if self.recorder is not None:
+            kind, call = message.get("type"), message.get("call")
+            if kind == "call" and isinstance(call, str):
+                clip = self.recorder.trigger("ring", call=call)
+                if clip:
+                    message = {**message, "clip": clip}
+            elif kind == "call-ended" and isinstance(call, str):
+                self.recorder.call_ended(call, str(message.get("reason")))
         return await self._publish(self.topics.events, encode(message), False)
 
     def _indicate(self, state: CallState) -> None:
@@ -438,6 +544,8 @@ class Daemon:
             self.homeassistant.connected()  # queued for its own task
         if self.calls is not None:
             await self.calls.log.republish_all()
+        if self.recorder is not None:
+            await self.recorder.republish_all()
         online = f"online: device {self.config.device.id!r} on {self.config.mqtt.url}"
         if self.ready.is_set():
             self.notifier.status(online)
@@ -467,6 +575,11 @@ class Daemon:
         link_task = asyncio.create_task(self.link.run(), name="peercam-mqtt")
         stop_task = asyncio.create_task(stop.wait(), name="peercam-stop")
         helpers = [stop_task]
+        if self.recorder is not None:
+            await self.recorder.start()
+        if self.motion is not None and self.config.motion.visitor_every > 0:
+            visitors = self._visitors(self.config.motion.visitor_every)
+            helpers.append(asyncio.create_task(visitors, name="peercam-visitors"))
         if self.config.diagnostics.resources_every > 0:
             reporter = ResourceReporter(self.config.diagnostics.resources_every, self._counts)
             helpers.append(asyncio.create_task(reporter.run(), name="peercam-resources"))
@@ -484,6 +597,8 @@ class Daemon:
             if self.ice_health is not None:
                 await self.ice_health.close()
             await self.signaling.close(ByeReason.SHUTDOWN)
+            if self.recorder is not None:
+                await self.recorder.close()
             if self.homeassistant is not None:
                 await self.homeassistant.close()
             if self.relay is not None:

@@ -216,6 +216,9 @@ class MediaHub:
         #: Log level of a source's start failure (the same failure again logs at DEBUG).
         self.fault_level = fault_level
         self._subs: set[Subscription] = set()
+        #: Observers of every frame (the recorder's pre-roll ring): no queue, no
+        #: demand, never a keyframe request, so they cost the viewers nothing.
+        self._taps: list[Callable[[EncodedFrame], None]] = []
         self._holds = 0
         self._wake = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
@@ -267,6 +270,14 @@ class MediaHub:
             follow(min(estimates) if estimates else None)
         except Exception:
             log.exception("%s source failed to take a bandwidth estimate", self.kind)
+
+    def add_tap(self, tap: Callable[[EncodedFrame], None]) -> None:
+        """Call ``tap(frame)`` on the loop for every frame; it must be quick and never raise."""
+        self._taps.append(tap)
+
+    def remove_tap(self, tap: Callable[[EncodedFrame], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._taps.remove(tap)
 
     def hold(self) -> None:
         """Keep the source running without a consumer (e.g. while a call rings)."""
@@ -327,6 +338,11 @@ class MediaHub:
             self._set_state(SourceState.STREAMING, None)
         for sub in tuple(self._subs):
             sub._offer(frame)
+        for tap in tuple(self._taps):
+            try:
+                tap(frame)
+            except Exception:
+                log.exception("%s frame observer failed", self.kind)
 
     def _on_fault(self, message: str | None) -> None:
         if message is None:

@@ -31,6 +31,8 @@ class ErrorCode(StrEnum):
     INTERNAL = "internal"
     #: peercam addition: the viewer may not do that (e.g. open the door).
     UNAUTHORIZED = "unauthorized"
+    #: peercam addition (v1.1, clips): no such clip (never recorded, or deleted).
+    UNKNOWN_CLIP = "unknown-clip"
 
 
 class ByeReason(StrEnum):
@@ -120,6 +122,7 @@ class Offer:
     session: str
     sdp: str
     call: str | None = None
+    clip: str | None = None  # v1.1: play this recorded clip instead of live video
     quality: str | None = None  # v1.1: "auto", "high" or "low"; None = not sent (auto)
 
 
@@ -181,6 +184,18 @@ class PushUnsubscribe:
     endpoint: str
 
 
+@dataclass(frozen=True, slots=True)
+class Record:
+    """peercam addition (v1.1): record a clip now (reason ``manual``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteClip:
+    """peercam addition (v1.1): delete a recorded clip (viewers allowed to)."""
+
+    clip: str
+
+
 ViewerMessage = (
     Hello
     | Offer
@@ -191,6 +206,8 @@ ViewerMessage = (
     | Open
     | PushSubscribe
     | PushUnsubscribe
+    | Record
+    | DeleteClip
     | QualityChoice
 )
 
@@ -206,6 +223,9 @@ DEVICE_TYPES = frozenset(
         "calls",
         "push-subscribed",
         "push-unsubscribed",
+        "clips",
+        "motion",
+        "recorded",
         "stream",
     }
 )
@@ -364,8 +384,13 @@ def parse_viewer_message(payload: bytes) -> ViewerMessage:
                 ErrorCode.BAD_REQUEST, "field 'sdp' is not a session description", session
             )
         call = _call_id(obj, "call", session) if obj.get("call") is not None else None
+        clip = _call_id(obj, "clip", session) if obj.get("clip") is not None else None
+        if call is not None and clip is not None:
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST, "an offer answers a call or plays a clip, not both", session
+            )
         quality = _quality(obj, session) if obj.get("quality") is not None else None
-        return Offer(session=session, sdp=sdp, call=call, quality=quality)
+        return Offer(session=session, sdp=sdp, call=call, clip=clip, quality=quality)
     if kind == "quality":
         session = _session_id(obj)
         return QualityChoice(session=session, quality=_quality(obj, session))
@@ -387,6 +412,10 @@ def parse_viewer_message(payload: bytes) -> ViewerMessage:
         return Reply(reply=reply)
     if kind == "open":
         return Open()
+    if kind == "record":
+        return Record()
+    if kind == "delete-clip":
+        return DeleteClip(clip=_call_id(obj, "clip", hint))
     if kind == "push-subscribe":
         return PushSubscribe(subscription=_field(obj, "subscription", dict, session=hint))
     if kind == "push-unsubscribe":

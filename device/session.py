@@ -41,6 +41,7 @@ from .keyframes import KeyframeRequestLimiter
 from .pacing import LinkPacer
 from .protocol import ByeReason, ErrorCode, IceCandidate, ProtocolError
 from .quality import Quality, QualityPolicy, Stream
+from .recording.playback import ClipPlayer
 from .talkback import Speaker
 from .tracks import PassthroughTrack
 
@@ -132,6 +133,7 @@ class Session:
         on_end: Callable[[Session, ByeReason | None], None],
         on_connected: Callable[[Session], None] | None = None,
         speaker: Speaker | None = None,
+        playback: ClipPlayer | None = None,
         video_low: MediaHub | None = None,
         quality: Quality = Quality.AUTO,
         policy: QualityPolicy | None = None,
@@ -177,6 +179,10 @@ class Session:
         self.ice_watch = IceWatch(self.label)  # what ICE saw, for the log when it fails
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._pc.on("track", self._on_track)
+        #: v1.1: a clip played instead of live (``video``/``audio`` are its feeds).
+        self.playback = playback
+        if playback is not None:
+            self._pc.on("datachannel", self._on_datachannel)
 
     @property
     def closed(self) -> bool:
@@ -440,6 +446,10 @@ class Session:
 
     # --- keyframes ----------------------------------------------------------------
 
+    def _on_datachannel(self, channel: object) -> None:
+        if self.playback is not None and getattr(channel, "label", "") == "playback":
+            self.playback.attach(channel)
+
     def _hook_keyframe_requests(self, sender: RTCRtpSender, track: PassthroughTrack) -> None:
         """aiortc turns PLI/FIR into a flag for its own encoder; we have none, so ask the hub.
 
@@ -680,6 +690,8 @@ class Session:
                 self._timer.cancel()
             for track in self._tracks:
                 track.stop()
+            if self.playback is not None:
+                self.playback.close()
             if self._talkback_task is not None:
                 self._talkback_task.cancel()
             for task in self._resolving:

@@ -28,6 +28,7 @@ from .protocol import (
     ByeReason,
     Candidate,
     Decline,
+    DeleteClip,
     ErrorCode,
     Hello,
     Offer,
@@ -36,6 +37,7 @@ from .protocol import (
     PushSubscribe,
     PushUnsubscribe,
     QualityChoice,
+    Record,
     Reply,
     Topics,
     ViewerMessage,
@@ -45,6 +47,8 @@ from .protocol import (
     parse_viewer_message,
 )
 from .quality import Quality, QualityPolicy, Stream
+from .recording.playback import ClipPlayer
+from .recording.recorder import Recorder
 from .relay.director import RelayDirector
 from .session import Session
 from .talkback import Speaker
@@ -124,6 +128,7 @@ class Signaling:
         speaker: Speaker | None = None,
         open_door: Callable[[str], Awaitable[None]] | None = None,
         status_refresh: float = 0.0,
+        clips: Recorder | None = None,
         push: PushHandler | None = None,
         video_low: MediaHub | None = None,
         quality_policy: Callable[[], QualityPolicy] = QualityPolicy,
@@ -155,6 +160,7 @@ class Signaling:
         self.speaker = speaker
         self._open_door = open_door
         self._status_refresh = status_refresh  # seconds; 0 = publish on changes only
+        self.clips = clips  # v1.1: recorded clips (record, delete-clip, offers with clip)
         self.push = push
         self.relay = relay  # [relay]: viewers beyond p2p_viewers watch through an SFU
 
@@ -271,6 +277,13 @@ class Signaling:
                         f"no session {session!r} for this viewer",
                         session,
                     )
+                if target.playback is not None:
+                    raise ProtocolError(
+                        ErrorCode.UNSUPPORTED,
+                        "this session plays a recorded clip, which has one stream; "
+                        "quality applies to live video",
+                        session,
+                    )
                 target.announce_stream = True
                 target.set_quality(Quality(quality))
                 await self._send(viewer, target.stream_message())
@@ -288,6 +301,20 @@ class Signaling:
                 if self.push is None:
                     raise ProtocolError(ErrorCode.UNSUPPORTED, "this device does not send Web Push")
                 await self._send(viewer, self.push.unsubscribe(viewer, endpoint))
+            case Record():
+                clip = self._recorder().record(viewer)
+                await self._send(viewer, {"type": "recorded", "clip": clip})
+            case DeleteClip(clip=clip):
+                await self._recorder().delete_for(viewer, clip)
+
+    def _recorder(self, session: str | None = None) -> Recorder:
+        if self.clips is None:
+            raise ProtocolError(
+                ErrorCode.UNSUPPORTED,
+                "this device records no clips ([recording] enabled = false)",
+                session,
+            )
+        return self.clips
 
     def _reply(self, viewer: str, reply: str) -> None:
         if self.speaker is None or not self.speaker.available:
@@ -386,6 +413,20 @@ class Signaling:
         return int(len(self._viewer_sessions(viewer)) >= self.webrtc.max_sessions_per_viewer)
 
     async def _offer(self, viewer: str, offer: Offer) -> None:
+        if offer.clip is not None:
+            # v1.1: play a recorded clip (bounded by [recording] max_playbacks; the
+            # clip is loaded before the slot checks below, which must not await)
+            player = await self._recorder(offer.session).open_player(offer.clip, offer.session)
+            try:
+                await self._offer_media(viewer, offer, player)
+            finally:
+                session = self.sessions.get((viewer, offer.session))
+                if session is None or session.playback is not player:
+                    player.close()
+            return
+        await self._offer_media(viewer, offer, None)
+
+    async def _offer_media(self, viewer: str, offer: Offer, player: ClipPlayer | None) -> None:
         ice_servers = await self.ice.device_servers()  # only servers that answer
         key = (viewer, offer.session)
         # Check everything, then take the slot, before any await: meanwhile
@@ -398,7 +439,11 @@ class Signaling:
             # in welcome, or one that is served peer-to-peer after all): no lease.
             self.relay.drop(viewer, offer.session)
         ringing = offer.call is not None and self.call == offer.call
-        self._check_capacity(viewer, offer.session, replacing=replacing, answers_call=ringing)
+        # A clip plays only peer-to-peer (the SFU carries live video): like an answer,
+        # it may use the slots beyond [relay] p2p_viewers, up to max_viewers.
+        self._check_capacity(
+            viewer, offer.session, replacing=replacing, answers_call=ringing or player is not None
+        )
         oldest = self._viewer_sessions(viewer)[0] if replacing and previous is None else None
         self._check_handshakes(offer.session, leaving=(previous, oldest))
 
@@ -412,20 +457,22 @@ class Signaling:
         session = Session(
             viewer,
             offer.session,
-            video=self.video,
-            audio=self.audio,
+            video=self.video if player is None else player.video_feed,  # type: ignore[arg-type]
+            audio=self.audio if player is None else player.audio_feed,  # type: ignore[arg-type]
             ice_servers=ice_servers,
             connect_timeout=self.webrtc.connect_timeout,
             on_end=self._session_ended,
             on_connected=self._session_connected,
             speaker=self.speaker if answers_call else None,
-            video_low=self.video_low,
-            quality=Quality(offer.quality or "auto"),
+            playback=player,
+            # a clip plays as it was recorded: one stream, no quality choice
+            video_low=self.video_low if player is None else None,
+            quality=Quality(offer.quality or "auto") if player is None else Quality.AUTO,
             policy=self._quality_policy(),
             on_stream=self._session_stream,
         )
-        session.announce_stream = offer.quality is not None
-        if offer.quality == "low" and self.video_low is None:
+        session.announce_stream = offer.quality is not None and player is None
+        if offer.quality == "low" and self.video_low is None and player is None:
             log.info("%s: asked for the substream, which this device does not run", session.label)
         # The same session id offering again supersedes the old peer
         # connection (aiortc has no ICE restart), keeping its call if any.

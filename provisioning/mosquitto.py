@@ -6,7 +6,7 @@ The ACL is PROTOCOL.md's trust model written down (v1.1, with its call topics):
   ``{prefix}/{device}/`` (status and its last will, events, out, calls, snapshot);
 - a viewer writes only ``{prefix}/{device}/in/{viewer}`` (its messages and its
   last will) and reads only ``out/{viewer}``, ``status``, ``events``, ``calls``
-  and ``snapshot/#`` of each device it was granted.
+  ``snapshot/#``, ``clips`` and ``thumb/#`` of each device it was granted.
 
 Every user gets explicit ``user`` blocks (no ``pattern`` lines), so a user
 that is in no block can do nothing, and no id can reach another's topics by
@@ -21,7 +21,7 @@ from .passwd import render_passwd
 from .registry import Registry, Settings
 
 #: Topics below ``{prefix}/{device}/`` a granted viewer may read (besides its own ``out``).
-VIEWER_READ = ("status", "events", "calls", "snapshot/#")
+VIEWER_READ = ("status", "events", "calls", "snapshot/#", "clips", "thumb/#")
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,8 @@ def acl_text() -> str:
                 f"topic read {base}/events",
                 f"topic read {base}/calls",
                 f"topic read {base}/snapshot/#",
+                f"topic read {base}/clips",
+                f"topic read {base}/thumb/#",
                 f"topic read {base}/out/{viewer}",
                 f"topic write {base}/in/{viewer}",
             ]

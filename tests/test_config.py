@@ -73,7 +73,10 @@ def test_defaults_fill_a_minimal_file(tmp_path: Path) -> None:
         ('[webrtc]\nice_servers = ["http://x"]\n', ["[webrtc] ice_servers", "stun:host:3478"]),
         ('[webrtc]\nhost_networks = ["lan"]\n', ["[webrtc] host_networks", "CIDR"]),
         ('[camera]\nsource = "usb"\n', ["[camera] source", "test-pattern", "picamera2"]),
-        ('[camera]\npattern = "grain"\n', ["[camera] pattern", "'bars' or 'noise'", "'grain'"]),
+        (
+            '[camera]\npattern = "grain"\n',
+            ["[camera] pattern", "'bars', 'noise' or 'doorway'", "'grain'"],
+        ),
         ("[camera\n", ["not valid TOML"]),
         ("camera = 3\n", ["[camera]", "dictionary"]),
     ],

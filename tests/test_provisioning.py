@@ -259,12 +259,16 @@ def test_acl_is_the_protocols_trust_model(site: Site) -> None:
         "topic read peercam/backdoor/events",
         "topic read peercam/backdoor/calls",
         "topic read peercam/backdoor/snapshot/#",
+        "topic read peercam/backdoor/clips",
+        "topic read peercam/backdoor/thumb/#",
         "topic write peercam/frontdoor/in/alice",
         "topic read peercam/frontdoor/out/alice",
         "topic read peercam/frontdoor/status",
         "topic read peercam/frontdoor/events",
         "topic read peercam/frontdoor/calls",
         "topic read peercam/frontdoor/snapshot/#",
+        "topic read peercam/frontdoor/clips",
+        "topic read peercam/frontdoor/thumb/#",
         "user mallory",
         "topic write peercam/backdoor/in/mallory",
         "topic read peercam/backdoor/out/mallory",
@@ -272,6 +276,8 @@ def test_acl_is_the_protocols_trust_model(site: Site) -> None:
         "topic read peercam/backdoor/events",
         "topic read peercam/backdoor/calls",
         "topic read peercam/backdoor/snapshot/#",
+        "topic read peercam/backdoor/clips",
+        "topic read peercam/backdoor/thumb/#",
     ]
     assert not any(line.startswith("pattern") for line in acl)
     users = parse_passwd((site.registry / "mosquitto" / "passwd").read_text())

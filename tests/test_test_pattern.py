@@ -19,14 +19,18 @@ import numpy as np
 import pytest
 from av.video.frame import PictureType
 
+from peercam.config import MotionConfig
 from peercam.media import EncodedFrame
+from peercam.motion import MotionDetector
 from peercam.sources import h264, timecode
+from peercam.sources.substream import SubstreamSpec
 from peercam.sources.test_pattern import (
     PatternRenderer,
     TestPatternSource,
     h264_level,
     open_encoder,
 )
+from tests.waiting import wait_until
 
 FPS = 60  # high rate, small pictures: the tests stay fast
 W, H = 320, 240
@@ -442,3 +446,34 @@ async def test_start_twice_is_harmless() -> None:
     finally:
         await source.stop()
     assert not source.running
+
+
+async def test_substream_and_motion_run_together() -> None:
+    """The test pattern's substream encode and motion pictures at once (the Pi shares lores)."""
+    source = make_source(
+        width=640, height=360, fps=30, keyframe_interval=30, pattern="doorway",
+        substream=SubstreamSpec(320, 180, 150_000, 30),
+    )  # fmt: skip
+    motion = MotionDetector(
+        MotionConfig(enabled=True, fps=10, quiet=0.5, min_interval=60),
+        on_start=lambda: None,
+        on_end=lambda seconds: None,
+    )
+    source.set_motion_sink(motion.feed, fps=10, width=160)
+    low = Collector()
+    await source.attach_lores(low.sink, low.fault)
+    main = Collector()
+    await source.start(main.sink, main.fault)
+    try:
+        await low.wait_for(20)
+        await wait_until(lambda: motion.pictures >= 10, "motion pictures", timeout=10)
+        assert motion.events == 0, "the still doorway scene must not move"
+        source.walk_visitor()
+        await wait_until(lambda: motion.events == 1 and not motion.active, "one visit", 20)
+        await main.wait_for(len(main.frames) + 10)
+    finally:
+        await source.stop()
+    assert motion.events == 1
+    assert {(f.width, f.height) for f in decode(low.frames)} == {(320, 180)}
+    assert {(f.width, f.height) for f in decode(main.frames)} == {(640, 360)}
+    assert low.faults == [] and main.faults == []

@@ -172,6 +172,14 @@ class WatchSession:
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Condition()
         self._track_errors: list[str] = []
+        self.channel: Any = None
+        #: What arrived on the data channel: str (JSON text) or bytes, in order.
+        self.channel_messages: list[str | bytes] = []
+
+    def open_channel(self, label: str) -> None:
+        assert self.pc is not None
+        self.channel = self.pc.createDataChannel(label)
+        self.channel.on("message", self.channel_messages.append)
 
     # --- timings ---
 
@@ -674,6 +682,8 @@ class Viewer:
         timeout: float = 15.0,
         call: str | None = None,
         send_audio: MediaStreamTrack | None = None,
+        clip: str | None = None,
+        data_channel: str | None = None,
         quality: str | None = None,
     ) -> WatchSession:
         """hello → welcome → offer → answer; returns the session with media flowing in.
@@ -686,6 +696,9 @@ class Viewer:
             timeout: bound for each reply.
             call: answer this call (the offer carries ``call``).
             send_audio: a track to send (talkback): the audio m-line becomes sendrecv.
+            clip: play this recorded clip instead of live (v1.1; the offer carries ``clip``).
+            data_channel: open a data channel with this label (``"playback"`` for clips);
+                its messages land in ``channel_messages``.
             quality: v1.1 ``quality`` in the offer ("auto", "high", "low").
 
         Raises SignalingError when the device answers with ``error``.
@@ -718,6 +731,8 @@ class Viewer:
                 pc.addTransceiver(send_audio, direction="sendrecv")
             elif audio:
                 pc.addTransceiver("audio", direction="recvonly")
+            if data_channel is not None:
+                watch.open_channel(data_channel)
             async with asyncio.timeout(timeout):
                 await pc.setLocalDescription(await pc.createOffer())
             watch.offer_sdp = pc.localDescription.sdp
@@ -725,6 +740,8 @@ class Viewer:
             offer: Message = {"type": "offer", "session": sid, "sdp": watch.offer_sdp}
             if call is not None:
                 offer["call"] = call
+            if clip is not None:
+                offer["clip"] = clip
             if quality is not None:
                 offer["quality"] = quality
             await self.send(offer)

@@ -11,8 +11,12 @@ under the system temp dir):
        "platform": "vc4",       # "vc4" (Pi 4 and older: V4L2 hardware
                                 #  encoder) or "pisp" (Pi 5: software only)
        "stall": false,          # running cameras deliver no frame while true
-       "wedge": 0}              # bump it: cameras running now stop delivering
+       "wedge": 0,              # bump it: cameras running now stop delivering
                                 #  frames for good; cameras opened later work
+       "scene": "bars",         # the picture: "bars" (with the bouncing box)
+                                #  or "doorway" (still, for motion tests)
+       "visitor": 0}            # bump it: a scripted visitor (a person-sized
+                                #  block) walks through the running cameras
 
 - ``camera<N>.lock``: the fake locks it (``lockf``) while camera N is open,
   like libcamera locks the media device, so another process holding it
@@ -83,6 +87,8 @@ class Control:
     platform: str = "vc4"
     stall: bool = False
     wedge: int = 0
+    scene: str = "bars"
+    visitor: int = 0
 
 
 @dataclass
@@ -133,6 +139,8 @@ def read_control(directory: Path | None = None) -> Control:
         platform=str(data.get("platform", "vc4")),
         stall=bool(data.get("stall", False)),
         wedge=int(data.get("wedge", 0)),
+        scene="doorway" if data.get("scene") == "doorway" else "bars",
+        visitor=int(data.get("visitor", 0)),
     )
 
 

@@ -234,6 +234,34 @@ class Notifications:
                 topic=call,
             )
 
+    def motion(self, at: float, clip: str | None = None) -> None:
+        """A motion event started (issue 17); once per visit, as the detector says."""
+        if "motion" not in self.events:
+            return
+        when = _clock(at)
+        link = self.link(None)
+        title = f"{self.device_name}: motion"
+        body = f"Movement at {when}" + (" (a clip is recording)" if clip else "") + "."
+        if self.apprise is not None:
+            self.apprise.send(
+                Message(title=title, body=body, kind="info", jpeg=None, link=link, what="motion")
+            )
+        if self.push is not None:
+            message = {
+                "v": 1,
+                "kind": "motion",
+                "device": self.device_id,
+                "name": self.device_name,
+                "call": None,
+                "at": round(at, 3),
+                "title": title,
+                "body": body,
+                "url": link,
+            }
+            self.push.send(
+                message, None, ttl=600, urgency="normal", topic=f"motion-{self.device_id}"
+            )
+
     def _push_message(
         self,
         kind: str,

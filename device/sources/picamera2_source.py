@@ -48,12 +48,15 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+import numpy as np
+
 from ..bitrate import BitrateGovernor
 from ..config import CameraConfig
 from ..media import EncodedFrame, FaultSink, FrameSink, VideoInfo
 from ..threads import in_thread
 from . import h264, v4l2
 from .factory import SourceUnavailable
+from .lores_motion import LoresReader, lores_size
 from .substream import SubstreamSpec
 
 log = logging.getLogger("peercam.camera")
@@ -283,8 +286,9 @@ class _Run:
     encoder: Any
     handover: FrameHandover
     model: str
-    lores_encoder: Any = None
+    lores_encoder: Any = None  # the substream's encoder on the lores stream
     lores_handover: FrameHandover | None = None
+    motion: LoresReader | None = None  # motion detection's reader of the lores Y plane
 
 
 @dataclass
@@ -332,6 +336,8 @@ class Picamera2Source:
         self._on_fault: FaultSink | None = None
         self._checked_stream = False
         self._said: set[str] = set()  # one-time warnings already logged
+        #: Motion detection: (sink, pictures per second, width) of the lores Y plane.
+        self._motion: tuple[Callable[[np.ndarray], None], int, int] | None = None
         self._bitrate_control = True
 
     @property
@@ -377,6 +383,17 @@ class Picamera2Source:
         if self.governor.estimate is not None:  # viewers already told us their bandwidth
             self.set_bandwidth_estimate(self.governor.estimate)
 
+    def set_motion_sink(
+        self, sink: Callable[[np.ndarray], None] | None, *, fps: int = 5, width: int = 160
+    ) -> None:
+        """From the next start: a lores stream ``width`` wide whose Y plane goes to ``sink``."""
+        self._motion = None if sink is None else (sink, fps, width)
+
+    def _motion_picture(self, generation: int, picture: np.ndarray) -> None:
+        motion = self._motion
+        if motion is not None and generation == self._generation:
+            motion[0](picture)
+
     def _open(self, handover: FrameHandover) -> _Run:
         """picamera2's blocking calls, on a worker thread."""
         api, cfg = self.api, self.cfg
@@ -399,12 +416,13 @@ class Picamera2Source:
                 raise CameraError(
                     f"camera {model} did not start recording: {exc or type(exc).__name__}"
                 ) from None
+            run = _Run(camera=camera, encoder=encoder, handover=handover, model=model)
+            if self._lores is not None:
+                self._start_lores(run)
+            run.motion = self._start_motion(camera, handover)
         except BaseException:
             self._close_camera(camera)
             raise
-        run = _Run(camera=camera, encoder=encoder, handover=handover, model=model)
-        if self._lores is not None:
-            self._start_lores(run)
         log.info(
             "camera %s (index %d) %dx%d@%d, %s H.264 encoder%s, %d kbit/s, IDR every %d frames%s",
             model,
@@ -420,14 +438,62 @@ class Picamera2Source:
         )
         return run
 
+    # --- the one lores stream: the substream's encoder and motion detection share it ---
+
+    def lores_stream_size(self) -> tuple[int, int] | None:
+        """The lores stream's size: the substream's if there is one, else motion's, else None.
+
+        picamera2 has one lores stream.  With a substream it runs at the
+        substream's size (its encoder needs exactly that picture) and motion
+        detection shrinks its Y plane; without one it is only as large as
+        motion detection needs (less ISP and memory bandwidth).
+        """
+        if self.substream is not None:
+            return self.substream.width, self.substream.height
+        if self._motion is not None:
+            return lores_size(self._motion[2], (self.cfg.width, self.cfg.height))
+        return None
+
+    def motion_size(self) -> tuple[int, int] | None:
+        """The size of the luma picture motion detection gets (lores's aspect ratio)."""
+        lores = self.lores_stream_size()
+        if self._motion is None or lores is None:
+            return None
+        return lores_size(self._motion[2], lores)
+
+    def _start_motion(self, camera: Any, handover: FrameHandover) -> LoresReader | None:
+        """On a worker thread: read the lores Y plane for motion detection."""
+        lores, size = self.lores_stream_size(), self.motion_size()
+        if self._motion is None or lores is None or size is None:
+            return None
+        log.info(
+            "motion: reading the lores stream's Y plane (%dx%d%s) %d times a second%s",
+            *lores,
+            ", the substream's" if self.substream is not None else "",
+            self._motion[1],
+            f", shrunk to {size[0]}x{size[1]}" if size != lores else "",
+        )
+        generation = handover.generation
+        reader = LoresReader(
+            camera,
+            lores,
+            self._motion[1],
+            handover._loop,
+            lambda picture: self._motion_picture(generation, picture),
+            out_size=size,
+        )
+        reader.start()
+        return reader
+
     def _configure(self, camera: Any, model: str) -> None:
         cfg = self.cfg
         duration = round(1_000_000 / cfg.fps)
         try:
             transform = self.api.Transform(rotation=cfg.rotation, hflip=cfg.hflip, vflip=cfg.vflip)
             lores = None
-            if self.substream is not None:
-                lores = {"size": (self.substream.width, self.substream.height), "format": "YUV420"}
+            size = self.lores_stream_size()  # the substream's encoder and/or motion detection
+            if size is not None:
+                lores = {"size": size, "format": "YUV420"}
             config = camera.create_video_configuration(
                 main={"size": (cfg.width, cfg.height), "format": "YUV420"},
                 lores=lores,
@@ -549,6 +615,10 @@ class Picamera2Source:
     def _close_late_run(self, run: _Run) -> None:
         """On the worker thread: the camera opened after its start was given up."""
         run.handover.close()
+        if run.lores_handover is not None:
+            run.lores_handover.close()
+        if run.motion is not None:
+            run.motion.stop()
         log.warning("camera %s opened after its start was given up; closing it again", run.model)
         self._close_camera(run.camera)
 
@@ -576,6 +646,8 @@ class Picamera2Source:
         self._lores_generation += 1  # lores frames of this run still queued are dropped
         if run.lores_handover is not None:
             run.lores_handover.close()
+        if run.motion is not None:
+            await in_thread(run.motion.stop, name="peercam-motion-stop")
         self._next_pts = run.handover.next_pts
         try:
             await asyncio.wait_for(

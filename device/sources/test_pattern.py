@@ -183,7 +183,9 @@ _BARS = (
     (35, 212, 114),
 )
 #: What ``[camera] pattern`` may name: flat bars, or bars with sensor-like grain.
-PATTERNS = ("bars", "noise")
+PATTERNS = ("bars", "noise", "doorway")
+#: How long a scripted visitor takes to walk through the picture (seconds).
+VISITOR_WALK = 3.0
 #: Grain amplitude (luma steps either way) and how many grain pictures cycle:
 #: ±16 already makes libx264 spend a 2 Mbit/s budget at 720p and 1080p.
 _GRAIN = 16
@@ -249,6 +251,11 @@ class PatternRenderer:
     clock characters that changed and the timecode cells.  A 1280x720 picture
     costs well under a millisecond that way.
 
+    ``pattern="doorway"`` is the bars without the bouncing box: a still
+    scene in which only a scripted visitor (``walk_visitor``), a
+    person-sized dark block, appears and walks across, so motion detection
+    can be tested deterministically.
+
     ``pattern="noise"`` adds strong, changing grain to the bars (as a real
     sensor in dim light does): flat bars compress to a quarter of a 2 Mbit/s
     target, grain makes the encoder spend all of it, so packetizing and
@@ -280,6 +287,45 @@ class PatternRenderer:
         self._box_at: tuple[int, int] | None = None
         self._grain = self._make_grain() if pattern == "noise" else []
         self._pictures = 0
+        self._still = pattern == "doorway"
+        self._visitor_wanted = threading.Event()
+        self._visitor_from: float | None = None
+        self._visitor_at: tuple[int, int, int, int] | None = None
+
+    def walk_visitor(self) -> None:
+        """A visitor walks through the scene from the next picture on (any thread)."""
+        self._visitor_wanted.set()
+
+    def scene_luma(self, width: int) -> np.ndarray:
+        """A small copy of the scene's luma (above the clock strip), about ``width`` wide.
+
+        What the Pi's ``lores`` stream gives motion detection: the clock strip
+        and barcode band are peercam's own overlay, not the scene.
+        """
+        step = max(1, self.width // width)
+        return self.y[: self._geo.strip_top : step, ::step].copy()
+
+    def _move_visitor(self, elapsed: float) -> None:
+        geo = self._geo
+        if self._visitor_wanted.is_set():
+            self._visitor_wanted.clear()
+            self._visitor_from = elapsed
+        if self._visitor_at is not None:
+            x, y, w, h = self._visitor_at
+            self.y[y : y + h, x : x + w] = self._bg_y[y : y + h, x : x + w]
+            self._visitor_at = None
+        if self._visitor_from is None:
+            return
+        progress = (elapsed - self._visitor_from) / VISITOR_WALK
+        if progress >= 1.0:
+            self._visitor_from = None  # gone
+            return
+        w = max(4, (self.width // 8) & ~1)
+        h = max(4, (geo.strip_top * 3 // 5) & ~1)
+        x = int(self.width * 0.1 + progress * (self.width * 0.8 - w)) & ~1
+        y = (geo.strip_top - h - geo.pad) & ~1
+        self.y[y : y + h, x : x + w] = _DARK
+        self._visitor_at = (x, y, w, h)
 
     def _make_grain(self) -> list[np.ndarray]:
         """Noisy copies of the bars (luma only), one per picture of the grain cycle."""
@@ -372,7 +418,9 @@ class PatternRenderer:
             self.y[: self._geo.strip_top] = self._grain[self._pictures % len(self._grain)]
             self._box_at = None  # the old box is gone with the bars it was drawn on
         self._pictures += 1
-        self._move_box(elapsed)
+        if not self._still:
+            self._move_box(elapsed)
+        self._move_visitor(elapsed)
         self._draw_clock(t_us)
         if self._timecode:
             timecode.stamp(self.y, t_us)
@@ -471,6 +519,7 @@ class TestPatternSource(ThreadedSource):
         self._name = name
         self._renderer = PatternRenderer(width, height, name, pattern)
         self._keyframe_wanted = threading.Event()
+        self._motion: tuple[Callable[[np.ndarray], None], int, int] | None = None
         #: Frame slots skipped because the thread fell behind (for status pages).
         self.frames_skipped = 0
         self.substream = substream
@@ -531,6 +580,16 @@ class TestPatternSource(ThreadedSource):
         """Ask for an IDR as the next encoded frame; repeated requests coalesce."""
         self._keyframe_wanted.set()
 
+    def set_motion_sink(
+        self, sink: Callable[[np.ndarray], None] | None, *, fps: int = 5, width: int = 160
+    ) -> None:
+        """Hand ``sink`` (on the loop) a small luma picture of the scene ``fps`` times a second."""
+        self._motion = None if sink is None else (sink, max(1, round(self.info.fps / fps)), width)
+
+    def walk_visitor(self) -> None:
+        """Script a visitor walking through the picture (motion tests, demos)."""
+        self._renderer.walk_visitor()
+
     # ---- the capture thread -------------------------------------------------
 
     def _open_encoder(self) -> av.VideoCodecContext:
@@ -558,6 +617,10 @@ class TestPatternSource(ThreadedSource):
                     encoder = self._open_encoder()
                 stage = "render"
                 frame = self._render(run, slot)
+                motion = self._motion
+                if motion is not None and slot % motion[1] == 0:
+                    stage = "motion picture"
+                    self._post(run, self._motion_picture, self._renderer.scene_luma(motion[2]))
                 stage = "encode"
                 self._encode(run, encoder, frame)
                 lores = self._lores
@@ -612,6 +675,11 @@ class TestPatternSource(ThreadedSource):
                     faulted = False
             slot += 1
         del encoder  # frees the codec; pending output is deliberately not flushed
+
+    def _motion_picture(self, generation: int, picture: np.ndarray) -> None:
+        motion = self._motion
+        if motion is not None and generation == self._generation:
+            motion[0](picture)
 
     def _next_slot(self, run: Run, t0: float, period: float, slot: int) -> int | None:
         """Sleep until frame slot ``slot`` is due; None once stopped.

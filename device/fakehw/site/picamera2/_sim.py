@@ -193,8 +193,10 @@ class Sensor:
         self.hflip, self.vflip = hflip, vflip
         self._deliver = deliver
         self._stop = threading.Event()
-        self._wedge = control(fresh=True).wedge
-        self._renderer = PatternRenderer(width, height, f"{model} fake cam{index}")
+        initial = control(fresh=True)
+        self._wedge = initial.wedge
+        self._visitor = initial.visitor
+        self._renderer = PatternRenderer(width, height, f"{model} fake cam{index}", initial.scene)
         self._thread = threading.Thread(target=self._run, name="picamera2-fake-sensor", daemon=True)
         self.frames = 0
 
@@ -229,6 +231,10 @@ class Sensor:
                     _log.error("Camera frontend has timed out! (fake: %s)", why)
                 silent = why
             if why is None:
+                visitor = control().visitor
+                if visitor > self._visitor:
+                    self._visitor = visitor
+                    self._renderer.walk_visitor()
                 picture = self._renderer.render(slot * self.period, time.time_ns() // 1000)
                 array = _flip(picture, self.width, self.height, self.hflip, self.vflip)
                 arrays = {"main": array}

@@ -67,6 +67,9 @@ class Picamera2:
         self.lock = threading.Lock()
         self._sensor: _sim.Sensor | None = None
         self._controls: dict[str, Any] = {}
+        self._captured = threading.Condition()
+        self._last_request: Any = None
+        self._requests = 0
         if camera_num >= len(self.global_camera_info()):
             raise RuntimeError(
                 f'No camera number {camera_num} found - use "rpicam-hello --list-cameras" '
@@ -298,7 +301,23 @@ class Picamera2:
             encoders = list(self._encoders)
         for encoder in encoders:
             encoder.encode(encoder.name, request)
+        with self._captured:
+            self._last_request = request
+            self._requests += 1
+            self._captured.notify_all()
         request.release()
+
+    def capture_array(self, name="main", wait=None, signal_function=None):
+        """Make a 2d image from the next frame's ``name`` stream (a copy; encoders go on)."""
+        if self.camera_config.get(name) is None:
+            raise RuntimeError(f"Stream {name!r} is not configured")
+        if not self.started:
+            raise RuntimeError("Camera must be started before capturing")
+        with self._captured:
+            seen = self._requests
+            if not self._captured.wait_for(lambda: self._requests > seen, timeout=wait or 5.0):
+                raise TimeoutError("no frame from the camera (fake: stalled?)")
+            return self._last_request.make_array(name).copy()
 
     def stop(self):
         """Stop the camera."""

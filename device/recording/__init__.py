@@ -1,0 +1,1 @@
+"""Event clips: the pre-roll ring, MP4 remuxing, the clip folder, playback over WebRTC."""

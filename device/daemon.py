@@ -327,6 +327,8 @@ class Daemon:
             event["clip"] = clip
         if self.notifications is not None:
             self.notifications.motion(at, clip)
+        if self.homeassistant is not None:
+            self.homeassistant.fire("motion", at=at, **({"clip": clip} if clip else {}))
         self._spawn_event(event)
         self._on_media_state()
 

@@ -43,10 +43,12 @@ ENTITIES = (
     ("binary_sensor", "ringing"),
     ("sensor", "viewers"),
     ("button", "open_door"),
+    ("binary_sensor", "motion"),
 )
 
-#: Event types of the doorbell ``event`` entity.  "motion" joins once motion exists.
+#: Event types of the doorbell ``event`` entity; ``motion`` where ``[motion]`` is enabled.
 EVENT_TYPES = ("ring",)
+MOTION_EVENT_TYPES = ("ring", "motion")
 
 # Templates run inside Home Assistant.  ``value_json is defined`` guards against
 # a payload that is not JSON (an empty retained message, a hand-made test).
@@ -57,6 +59,10 @@ _CONNECTED = "{{ 'ON' if value_json is defined and value_json.state == 'online' 
 _RINGING = (
     "{{ 'ON' if value_json is defined and value_json.state == 'online' "
     "and value_json.call_state == 'ringing' else 'OFF' }}"
+)
+_MOTION = (
+    "{{ 'ON' if value_json is defined and value_json.state == 'online' "
+    "and value_json.motion | default(false) else 'OFF' }}"
 )
 _VIEWERS = "{{ value_json.viewers if value_json is defined else 0 }}"
 _STATUS_ATTRIBUTES = (
@@ -83,6 +89,8 @@ class DiscoveryDevice:
     #: A door strike is configured and Home Assistant is among ``door_openers``.
     door_button: bool = False
     dashboard_url: str = ""
+    #: Motion detection is on: the event entity also fires ``motion``, and a motion sensor.
+    motion: bool = False
 
     @property
     def base(self) -> str:
@@ -143,7 +151,7 @@ def discovery_configs(d: DiscoveryDevice) -> dict[str, dict[str, object]]:
             "doorbell",
             "Doorbell",
             device_class="doorbell",
-            event_types=list(EVENT_TYPES),
+            event_types=list(MOTION_EVENT_TYPES if d.motion else EVENT_TYPES),
             state_topic=d.event_topic,
             availability=availability,
         ),
@@ -183,6 +191,16 @@ def discovery_configs(d: DiscoveryDevice) -> dict[str, dict[str, object]]:
             availability=availability,
         ),
     }
+    if d.motion:
+        # Follows the retained status' ``motion`` (true from a motion start to its end).
+        configs[d.config_topic("binary_sensor", "motion")] = entity(
+            "motion",
+            "Motion",
+            device_class="motion",
+            state_topic=status,
+            value_template=_MOTION,
+            availability=availability,
+        )
     if d.door_button:
         configs[d.config_topic("button", "open_door")] = entity(
             "open_door",
@@ -229,6 +247,7 @@ def discovery_device(config: Config, *, door: bool) -> DiscoveryDevice:
         user=ha.user,
         door_button=door and ha.user in config.gpio.door_openers,
         dashboard_url=ha.dashboard_url,
+        motion=config.motion.enabled,
     )
 
 
@@ -334,7 +353,7 @@ class HomeAssistantBridge:
             self._put(self.device.snapshot_topic, jpeg, True)
 
     def fire(self, event_type: str, **attributes: object) -> None:
-        """The doorbell event (``ring``; ``motion`` to come): every counted press."""
+        """The doorbell event: ``ring`` on every counted press, ``motion`` at a motion start."""
         if self.enabled:
             payload = {"event_type": event_type, **attributes}
             self._put(self.device.event_topic, json.dumps(payload).encode(), False)

@@ -44,7 +44,10 @@ DOMAINS = {
     "ringing": "binary_sensor",
     "viewers": "sensor",
     "open_door": "button",
+    "motion": "binary_sensor",
 }
+#: The gate: no door strike, but motion detection.
+GATE = (*FRONT[:-1], "motion")
 REFUSED = "Home Assistant opens the door only during a call answered by a viewer"
 
 
@@ -101,7 +104,13 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
         "frontdoor", gpio={"door_pin": DOOR_PIN, "door_openers": ["alice", "homeassistant"]}
     )
     # A STUN server nobody runs (a free loopback port): a fault the gate reports.
-    gate = daemon("gate", webrtc={"ice_servers": [f"stun:127.0.0.1:{free_port()}"]})
+    # The gate also detects motion: the test pattern's still doorway, a visitor on SIGUSR2.
+    gate = daemon(
+        "gate",
+        webrtc={"ice_servers": [f"stun:127.0.0.1:{free_port()}"]},
+        camera={"pattern": "doorway"},
+        motion={"enabled": True, "fps": 10, "quiet": 1.5, "min_interval": 5},
+    )
     ha = HomeAssistant(root / "ha", free_port())
     try:
         for d in (front, gate):
@@ -168,7 +177,7 @@ async def test_entities_appear_on_one_device_each(h: Home) -> None:
     ha = h.ha
     for obj in FRONT:
         await poll(lambda o=obj: live(ha, entity("frontdoor", o)), f"{entity('frontdoor', obj)}")
-    for obj in FRONT[:-1]:
+    for obj in GATE:
         await poll(lambda o=obj: live(ha, entity("gate", o)), f"{entity('gate', obj)}")
 
     # (each entity reads the retained status a moment after it is created)
@@ -202,7 +211,7 @@ async def test_entities_appear_on_one_device_each(h: Home) -> None:
     )
     assert faulty["state"] == "0"
     gate = ha.template("{{ device_entities(device_id('event.gate_doorbell')) | sort | join(',') }}")
-    assert gate.split(",") == sorted(entity("gate", o) for o in FRONT[:-1])
+    assert gate.split(",") == sorted(entity("gate", o) for o in GATE)
     assert ha.state("button.gate_open_door") is None  # no door strike, no button
 
 
@@ -268,6 +277,27 @@ async def test_a_press_fires_the_ring_event_and_shows_its_snapshot(h: Home) -> N
         assert ha.state("event.frontdoor_doorbell")["state"] == event["state"]  # type: ignore[index]
 
 
+async def test_motion_fires_the_event_and_turns_the_motion_sensor_on_then_off(h: Home) -> None:
+    ha = h.ha
+    assert ha.state("binary_sensor.frontdoor_motion") is None, "frontdoor has no motion"
+    sensor = await wait_state(
+        ha, "binary_sensor.gate_motion", lambda s: s["state"] == "off", "a still gate"
+    )
+    assert sensor["attributes"].get("device_class") == "motion"
+    before = ha.state("event.gate_doorbell")
+    assert before is not None and "motion" in before["attributes"]["event_types"]
+    h.gate.signal(signal.SIGUSR2)  # a scripted visitor walks past the gate's camera
+    event = await wait_state(
+        ha,
+        "event.gate_doorbell",
+        lambda s: s["state"] != before["state"] and s["attributes"].get("event_type") == "motion",
+        "the motion event",
+    )
+    assert event["attributes"]["event_type"] == "motion"
+    await wait_state(ha, "binary_sensor.gate_motion", lambda s: s["state"] == "on", "motion on")
+    await wait_state(ha, "binary_sensor.gate_motion", lambda s: s["state"] == "off", "motion off")
+
+
 async def test_the_door_button_opens_only_during_a_call_answered_by_an_opener(h: Home) -> None:
     ha = h.ha
 
@@ -307,13 +337,13 @@ async def test_home_assistant_restarting_gets_the_configs_again(h: Home) -> None
     ha = h.ha
     await asyncio.to_thread(ha.stop)
     async with Spy(h.site, "homeassistant", h.passwords["homeassistant"]) as spy:
-        for device, objs in (("frontdoor", FRONT), ("gate", FRONT[:-1])):
+        for device, objs in (("frontdoor", FRONT), ("gate", GATE)):
             for obj in objs:
                 topic = f"homeassistant/{DOMAINS[obj]}/peercam_{device}/{obj}/config"
                 await spy.publish(topic, b"", retain=True)
     births = h.front.log_text().count("Home Assistant came online")
     await asyncio.to_thread(ha.start)
-    for device, objs in (("frontdoor", FRONT), ("gate", FRONT[:-1])):
+    for device, objs in (("frontdoor", FRONT), ("gate", GATE)):
         for obj in objs:
             await poll(lambda d=device, o=obj: live(ha, entity(d, o)), f"{entity(device, obj)}")
     assert h.front.log_text().count("Home Assistant came online") > births

@@ -34,7 +34,9 @@ def frontdoor(**kw: object) -> DiscoveryDevice:
 
 
 def test_one_device_with_every_entity_and_its_topics() -> None:
-    configs = discovery_configs(frontdoor(door_button=True, dashboard_url="https://cam.example/"))
+    configs = discovery_configs(
+        frontdoor(door_button=True, motion=True, dashboard_url="https://cam.example/")
+    )
     assert sorted(configs) == sorted(
         f"homeassistant/{component}/peercam_frontdoor/{obj}/config" for component, obj in ENTITIES
     )
@@ -54,7 +56,11 @@ def test_one_device_with_every_entity_and_its_topics() -> None:
 
     event = configs["homeassistant/event/peercam_frontdoor/doorbell/config"]
     assert event["device_class"] == "doorbell"
-    assert event["event_types"] == ["ring"]
+    assert event["event_types"] == ["ring", "motion"]
+    motion = configs["homeassistant/binary_sensor/peercam_frontdoor/motion/config"]
+    assert motion["device_class"] == "motion"
+    assert motion["state_topic"] == "peercam/frontdoor/status"
+    assert "value_json.motion" in str(motion["value_template"])
     assert event["state_topic"] == "peercam/frontdoor/ha/event"
     image = configs["homeassistant/image/peercam_frontdoor/snapshot/config"]
     assert image["image_topic"] == "peercam/frontdoor/ha/snapshot"
@@ -79,6 +85,26 @@ def test_one_device_with_every_entity_and_its_topics() -> None:
                 }  # type: ignore[index]
             ]
         assert len(json.dumps(config)) < 4096
+
+
+def test_motion_appears_only_where_motion_detection_is_on() -> None:
+    configs = discovery_configs(frontdoor())
+    assert "homeassistant/binary_sensor/peercam_frontdoor/motion/config" not in configs
+    assert configs["homeassistant/event/peercam_frontdoor/doorbell/config"]["event_types"] == [
+        "ring"
+    ]
+    on = config_from_dict(
+        {
+            "device": {"id": "frontdoor"},
+            "mqtt": {"url": "mqtt://127.0.0.1"},
+            "motion": {"enabled": True},
+        }
+    )
+    assert discovery_device(on, door=False).motion
+    # Removal still clears the motion sensor a device once had.
+    assert "homeassistant/binary_sensor/peercam_frontdoor/motion/config" in all_config_topics(
+        frontdoor()
+    )
 
 
 def test_no_door_button_without_a_strike_and_prefixes_are_followed() -> None:

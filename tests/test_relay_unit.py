@@ -226,13 +226,13 @@ async def test_a_last_will_ends_the_viewers_leases_after_the_grace() -> None:
 async def test_janus_plis_become_idrs_through_the_per_viewer_back_off() -> None:
     """Janus passes every subscriber's PLI on (5 joins, 5 PLIs in 3 ms): one IDR results."""
     from peercam.hub import MediaHub
-    from peercam.relay.janus import JanusPublisher, JanusTarget
+    from peercam.relay.janus import JanusPublisher, JanusTarget, sfu_keyframe_limiter
     from peercam.tracks import PassthroughTrack
     from tests.test_hub import ScriptedSource
 
     source = ScriptedSource()
     hub = MediaHub(source, kind="video", queue_frames=8, idle_stop=1)
-    track = PassthroughTrack("video", hub.subscribe("video→janus"))
+    track = PassthroughTrack("video", hub.subscribe("video→janus", limiter=sfu_keyframe_limiter()))
     target = JanusTarget("ws://sfu:8188", "ws://sfu:8188", 7, True, 1_000_000, "Door")
 
     async def no_servers() -> list[object]:
@@ -257,3 +257,17 @@ async def test_janus_plis_become_idrs_through_the_per_viewer_back_off() -> None:
         track.stop()
         await hub.close()
     assert (publisher.keyframe_requests_seen, publisher.keyframe_requests) == (5, 1)
+
+
+def test_the_sfu_back_off_stays_flat_so_later_joins_get_an_idr_soon() -> None:
+    """A P2P viewer's gap doubles (a lossy link asking again and again); the SFU's PLIs are
+    mostly its subscribers' joins, so its gap stays at one second: a subscriber joining an
+    already-publishing device waits at most that, not for the next periodic IDR."""
+    from peercam.keyframes import KeyframeRequestLimiter
+    from peercam.relay.janus import SFU_KEYFRAME_GAP, sfu_keyframe_limiter
+
+    sfu, p2p = sfu_keyframe_limiter(), KeyframeRequestLimiter()
+    joins = [0.0, 0.2, 1.0, 2.0, 3.0, 4.0, 5.0]  # a burst, then one join a second
+    assert [sfu.allow(t) for t in joins] == [True, False, True, True, True, True, True]
+    assert [p2p.allow(t) for t in joins] == [True, False, True, True, False, True, False]
+    assert sfu.gap == SFU_KEYFRAME_GAP

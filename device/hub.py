@@ -65,8 +65,12 @@ class Subscription:
         maxlen: int,
         name: str,
         limiter: KeyframeRequestLimiter | None = None,
+        *,
+        ask_on_join: bool = True,
     ) -> None:
         self._hub = hub
+        #: Ask for an IDR at the first read (False: the consumer asks itself when it needs one).
+        self.ask_on_join = ask_on_join
         self._queue: deque[EncodedFrame] = deque()
         self._maxlen = maxlen
         self._wakeup: asyncio.Future[None] | None = None
@@ -94,7 +98,7 @@ class Subscription:
             return
         self.active = True
         self.waiting_for_keyframe = True
-        if self._hub.idr_on_join:
+        if self._hub.idr_on_join and self.ask_on_join:
             self.request_keyframe(f"{self.name} joined")
 
     def request_keyframe(self, why: str) -> bool:
@@ -237,13 +241,26 @@ class MediaHub:
     # --- consumers ------------------------------------------------------------
 
     def subscribe(
-        self, name: str = "", *, limiter: KeyframeRequestLimiter | None = None
+        self,
+        name: str = "",
+        *,
+        limiter: KeyframeRequestLimiter | None = None,
+        ask_on_join: bool = True,
     ) -> Subscription:
-        """A new consumer; the source starts now, frames flow from its first read."""
+        """A new consumer; the source starts now, frames flow from its first read.
+
+        ``ask_on_join=False``: no IDR request at the first read; for a consumer that asks
+        when it needs a picture (an SFU sends a PLI as each of its subscribers joins)."""
         if self._closing:
             raise SubscriptionClosed("hub is closing")
         self._serial += 1
-        sub = Subscription(self, self.queue_frames, name or f"{self.kind}#{self._serial}", limiter)
+        sub = Subscription(
+            self,
+            self.queue_frames,
+            name or f"{self.kind}#{self._serial}",
+            limiter,
+            ask_on_join=ask_on_join,
+        )
         self._subs.add(sub)
         self._demand_changed()
         return sub

@@ -85,6 +85,29 @@ async def test_new_consumer_starts_on_an_idr_requested_when_it_first_reads() -> 
     await hub.close()
 
 
+async def test_a_consumer_that_asks_for_itself_gets_no_idr_at_its_join() -> None:
+    """The SFU publisher: Janus sends a PLI as each subscriber joins; an IDR at the
+    publisher's own join would reach nobody and spend the back-off that PLI needs."""
+    src = ScriptedSource()
+    hub = MediaHub(src, kind="video", queue_frames=8, idle_stop=1)
+    first = hub.subscribe("first")
+    await wait_until(lambda: src.sink is not None, "src.sink is not None", 5.0)
+    reader = asyncio.create_task(first.get())
+    await settle()
+    src.push(keyframe=True)
+    await reader
+    sfu = hub.subscribe("sfu", ask_on_join=False)
+    sfu_reader = asyncio.create_task(sfu.get())
+    await settle()
+    assert src.keyframe_requests == 0, "no IDR at the join"
+    assert sfu.request_keyframe("PLI from the SFU's first subscriber")
+    assert src.keyframe_requests == 1, "its own first request is honoured at once"
+    src.push()  # a P frame: skipped until the IDR
+    idr = src.push(keyframe=True)
+    assert await sfu_reader == idr
+    await hub.close()
+
+
 async def test_a_consumer_that_never_reads_takes_nothing_and_asks_for_nothing() -> None:
     """A session still in ICE checking: its sender has not started reading."""
     src = ScriptedSource()

@@ -226,7 +226,9 @@ class JanusPublisher:
         pc = self._pc = RTCPeerConnection(RTCConfiguration(iceServers=await self._ice_servers()))
         track = PassthroughTrack(
             "video",
-            self._video.subscribe("video→janus", limiter=sfu_keyframe_limiter()),
+            # No IDR at the publisher's own join: it would reach no subscriber and spend the
+            # back-off that the first subscriber's PLI (Janus sends one at its webrtcup) needs.
+            self._video.subscribe("video→janus", limiter=sfu_keyframe_limiter(), ask_on_join=False),
         )
         self._tracks.append(track)
         video = pc.addTransceiver(track, direction="sendonly")

@@ -26,8 +26,8 @@ if [ "${PEERCAM_SKIP_HA_BUILD:-0}" != "1" ]; then
         || say "warning: the Home Assistant venv did not build (above); its tests will fail"
 fi
 # Three workers, one test file each at a time: most tests wait on networks and
-# timers, not CPU, so this runs the suite (~690 tests) in about 8 minutes on 2 cores instead
-# of ~20. PEERCAM_TEST_WORKERS=0 runs everything in one process.
+# timers, not CPU, so this runs the suite (~690 tests) in about 7.5 minutes on 2 cores.
+# PEERCAM_TEST_WORKERS=0 runs everything in one process.
 WORKERS="${PEERCAM_TEST_WORKERS:-3}"
 say "pytest ($WORKERS workers)"
 if [ "$WORKERS" = "0" ]; then

@@ -14,7 +14,7 @@ pytest, so the install does not count against a test's timeout);
 
 ``HomeAssistant(workdir, port)`` writes a minimal ``configuration.yaml``,
 starts ``hass``, onboards an owner and adds the MQTT integration, all over
-the REST API (no UI), as ``/work/shared/notes/home-assistant.md`` describes.
+the REST API (no UI), as the shared notes on Home Assistant describes.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ tests.nspawn prepare`` builds both (scripts/test.sh runs it before pytest, so
 a fresh machine's ~90 s mmdebstrap does not count against a test timeout).
 
 ``Container`` boots a copy with systemd as PID 1 (flags and pitfalls:
-``/work/shared/notes/systemd-nspawn.md``): a private network (loopback only),
+the shared notes on systemd-nspawn): a private network (loopback only),
 unified cgroup hierarchy and ``--system-call-filter=bpf`` so that
 ``DevicePolicy=`` is really enforced; commands run inside with ``nsenter``.
 """

@@ -8,7 +8,7 @@ with the DevTools Protocol (``ServiceWorker.deliverPushMessage``) instead of thr
 FCM; the message is the very one the device encrypted for a subscription (decrypted
 by ``tests/push_service.py``).  What only a real push service can show: that
 ``pushManager.subscribe()`` returns a subscription, and that the encrypted push
-reaches the browser through it (docs: /work/notes/issue-16.md).
+reaches the browser through it (docs/notifications.md).
 """
 
 from __future__ import annotations

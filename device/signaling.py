@@ -252,13 +252,7 @@ class Signaling:
             case Offer():
                 await self._offer(viewer, message)
             case Candidate(session=session, candidate=candidate):
-                target = self.sessions.get((viewer, session))
-                if target is None:
-                    raise ProtocolError(
-                        ErrorCode.UNKNOWN_SESSION,
-                        f"no session {session!r} for this viewer",
-                        session,
-                    )
+                target = self._session_of(viewer, session)
                 await target.add_candidate(candidate)
             case Bye(session=session):
                 await self._bye_from_viewer(viewer, session)
@@ -270,13 +264,7 @@ class Signaling:
                 else:
                     self.calls.decline(viewer, call)
             case QualityChoice(session=session, quality=quality):
-                target = self.sessions.get((viewer, session))
-                if target is None:
-                    raise ProtocolError(
-                        ErrorCode.UNKNOWN_SESSION,
-                        f"no session {session!r} for this viewer",
-                        session,
-                    )
+                target = self._session_of(viewer, session)
                 if target.playback is not None:
                     raise ProtocolError(
                         ErrorCode.UNSUPPORTED,
@@ -372,6 +360,15 @@ class Signaling:
                 f"{self.webrtc.max_handshakes} at once); try again in a moment",
                 session,
             )
+
+    def _session_of(self, viewer: str, session: str) -> Session:
+        """The viewer's open session with that id, or ``unknown-session``."""
+        target = self.sessions.get((viewer, session))
+        if target is None:
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_SESSION, f"no session {session!r} for this viewer", session
+            )
+        return target
 
     async def _hello(self, viewer: str, session: str) -> None:
         relayed = (

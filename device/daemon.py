@@ -143,15 +143,21 @@ class Daemon:
             log.warning(
                 "%s=1: new viewers wait for a periodic IDR (benchmarks only)", NO_IDR_ON_JOIN_ENV
             )
-        self.video = MediaHub(
-            video_source,
-            kind="video",
-            queue_frames=max(8, cfg.camera.fps // 2),
-            idle_stop=cfg.camera.idle_stop,
-            stall_timeout=max(5.0, 3 * cfg.camera.keyframe_interval / cfg.camera.fps),
-            on_state_change=on_change,
-            idr_on_join=idr_on_join,
-        )
+
+        def video_hub(source: Any, kind: str, iperiod: int, **extra: Any) -> MediaHub:
+            """A hub for one H.264 stream: queue and stall timeout follow its frame rate."""
+            return MediaHub(
+                source,
+                kind=kind,
+                queue_frames=max(8, cfg.camera.fps // 2),
+                idle_stop=cfg.camera.idle_stop,
+                stall_timeout=max(5.0, 3 * iperiod / cfg.camera.fps),
+                on_state_change=on_change,
+                idr_on_join=idr_on_join,
+                **extra,
+            )
+
+        self.video = video_hub(video_source, "video", cfg.camera.keyframe_interval)
         self.video_low = None
         substream_info = None
         if getattr(video_source, "substream", None) is not None:
@@ -166,14 +172,10 @@ class Daemon:
                 release_main=hub.release,
             )
             substream_info = low.info
-            self.video_low = MediaHub(
+            self.video_low = video_hub(
                 low,
-                kind="substream",
-                queue_frames=max(8, cfg.camera.fps // 2),
-                idle_stop=cfg.camera.idle_stop,
-                stall_timeout=max(5.0, 3 * cfg.camera.substream_iperiod / cfg.camera.fps),
-                on_state_change=on_change,
-                idr_on_join=idr_on_join,
+                "substream",
+                cfg.camera.substream_iperiod,
                 fault_level=logging.WARNING,  # viewers stay on (or go back to) the main stream
             )
         audio = make_audio_source(cfg.audio)
